@@ -1,0 +1,2 @@
+"""Training-loop components: hooks and optimizer wrappers."""
+from . import hooks  # noqa: F401

@@ -1,0 +1,1 @@
+"""Registered models: layers, backbones, necks, heads, detectors and losses."""

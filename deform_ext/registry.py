@@ -1,0 +1,52 @@
+"""deform_ext's registries: children of mmdet's, scope ``deform_ext``.
+
+Under ``default_scope='deform_ext'`` (our configs) a bare name is looked up here
+first and then in mmdet's and mmengine's registries. Under mmdet's scope a config
+reaches our components with the scoped name ``type='deform_ext.Name'`` after
+``custom_imports=dict(imports=['deform_ext'])``.
+"""
+from mmdet import registry as mmdet_registry
+from mmengine.registry import Registry
+
+SCOPE = 'deform_ext'
+
+
+def _child(parent: Registry, *locations: str) -> Registry:
+    """A registry named like ``parent`` under our scope.
+
+    On first use it imports ``locations`` and the parent's own locations: a child
+    looks names up in its parent's table without triggering the parent's lazy import,
+    so mmdet's modules must be imported for bare mmdet names to resolve here.
+    """
+    return Registry(parent.name, parent=parent, scope=SCOPE,
+                    locations=[*parent._locations, *locations])
+
+
+RUNNERS = _child(mmdet_registry.RUNNERS)
+RUNNER_CONSTRUCTORS = _child(mmdet_registry.RUNNER_CONSTRUCTORS)
+LOOPS = _child(mmdet_registry.LOOPS)
+HOOKS = _child(mmdet_registry.HOOKS, 'deform_ext.engine.hooks')
+DATASETS = _child(mmdet_registry.DATASETS, 'deform_ext.datasets')
+DATA_SAMPLERS = _child(mmdet_registry.DATA_SAMPLERS)
+TRANSFORMS = _child(mmdet_registry.TRANSFORMS, 'deform_ext.datasets.transforms')
+MODELS = _child(mmdet_registry.MODELS, 'deform_ext.models')
+MODEL_WRAPPERS = _child(mmdet_registry.MODEL_WRAPPERS)
+WEIGHT_INITIALIZERS = _child(mmdet_registry.WEIGHT_INITIALIZERS)
+OPTIMIZERS = _child(mmdet_registry.OPTIMIZERS)
+OPTIM_WRAPPERS = _child(mmdet_registry.OPTIM_WRAPPERS, 'deform_ext.engine')
+OPTIM_WRAPPER_CONSTRUCTORS = _child(mmdet_registry.OPTIM_WRAPPER_CONSTRUCTORS)
+PARAM_SCHEDULERS = _child(mmdet_registry.PARAM_SCHEDULERS)
+METRICS = _child(mmdet_registry.METRICS)
+EVALUATOR = _child(mmdet_registry.EVALUATOR)
+TASK_UTILS = _child(mmdet_registry.TASK_UTILS)
+VISUALIZERS = _child(mmdet_registry.VISUALIZERS)
+VISBACKENDS = _child(mmdet_registry.VISBACKENDS)
+LOG_PROCESSORS = _child(mmdet_registry.LOG_PROCESSORS)
+
+
+def register_all_modules() -> None:
+    """Import every module that registers components, so that they are found
+    even before a registry's lazy ``locations`` import has run."""
+    import deform_ext.datasets  # noqa: F401
+    import deform_ext.engine  # noqa: F401
+    import deform_ext.models  # noqa: F401
