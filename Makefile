@@ -27,6 +27,7 @@ demo: data
 	@$(PY) tools/analysis/demo_summary.py $(DEMO_WORK_DIR)
 
 test: install
+	@tools/install_slurm.sh
 	@$(PY) -m pytest tests $(PYTEST_ARGS)
 
 benchmark: install

@@ -51,7 +51,8 @@ resume_args() {
 run_torchrun() {
   local nproc=$1 tool=$2
   shift 2
-  [[ $nproc =~ ^[1-9][0-9]*$ ]] || die "the number of processes must be a positive integer, got '$nproc'"
+  [[ $nproc =~ ^[1-9][0-9]*$ ]] ||
+    die "the number of processes must be a positive integer, got '$nproc'"
   exec "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
@@ -67,7 +68,8 @@ run_srun() {
   [[ $gpus =~ ^[1-9][0-9]*$ ]] || die "GPUS must be a positive integer, got '$gpus'"
   local node_args=()
   if [[ $gpus_per_node -gt 0 ]]; then
-    node_args=(--gres="gpu:$gpus_per_node" --ntasks-per-node="$gpus_per_node")
+    local per_node=$((gpus < gpus_per_node ? gpus : gpus_per_node))  # GPUS=4: one node, 4 GPUs
+    node_args=(--gres="gpu:$per_node" --ntasks-per-node="$per_node")
   fi
   # Inside an allocation (sbatch/salloc) each job gets its own rendezvous port, so two
   # jobs sharing a node do not collide; a requeued job keeps its id and its port.

@@ -5,7 +5,8 @@
 # GPUS_PER_NODE=0 runs GPUS tasks on CPUs (gloo). See docs/distributed.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/dist_common.sh"
-[[ $# -ge 4 ]] || die "usage: tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args]"
+[[ $# -ge 4 ]] ||
+  die "usage: tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args]"
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3

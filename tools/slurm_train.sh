@@ -8,7 +8,8 @@
 # Preemption and requeue: docs/distributed.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/dist_common.sh"
-[[ $# -ge 4 ]] || die "usage: tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]"
+[[ $# -ge 4 ]] ||
+  die "usage: tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]"
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3

@@ -7,7 +7,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # on SIGUSR1 (SLURM preemption): save, requeue; see docs/distributed.md
+    preemption=dict(type='SlurmPreemptionHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,
