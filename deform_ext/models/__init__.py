@@ -1,1 +1,2 @@
-"""Registered models: layers, backbones, necks, heads, detectors and losses."""
+"""Registered models: layers, backbones, necks, plugins, heads, detectors and losses."""
+from . import backbones, dense_heads, detectors, layers, losses, necks, plugins  # noqa: F401

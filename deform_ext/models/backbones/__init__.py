@@ -1,0 +1,2 @@
+"""Registered backbones."""
+from .dat import DAT  # noqa: F401

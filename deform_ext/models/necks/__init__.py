@@ -1,0 +1,2 @@
+"""Registered necks."""
+from .dat_fpn import DATFPN  # noqa: F401

@@ -1,0 +1,2 @@
+"""Registered plugins."""
+from .dattention_plugin import DAttentionPlugin  # noqa: F401
