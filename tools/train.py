@@ -46,13 +46,18 @@ def build_config(args):
 
 
 def enable_amp(cfg):
-    """Switch the optimizer wrapper to mixed precision (mmengine's AmpOptimWrapper)."""
+    """Switch the optimizer wrapper to mixed precision: deform_ext's
+    ``AutocastOptimWrapper`` autocasts on the model's device, CPU included, in the
+    config's top-level ``amp_dtype`` ('bfloat16' or 'float16'; unset: float16 with
+    CUDA, else bfloat16), with dynamic loss scaling for float16. mmengine's
+    ``AmpOptimWrapper`` refuses to start without a GPU."""
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper == 'AmpOptimWrapper':
+    if wrapper in ('AmpOptimWrapper', 'AutocastOptimWrapper', 'deform_ext.AutocastOptimWrapper'):
         return
     if wrapper != 'OptimWrapper':
         raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got {wrapper}')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.type = 'deform_ext.AutocastOptimWrapper'
+    cfg.optim_wrapper.dtype = cfg.get('amp_dtype')
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
 

@@ -1,2 +1,3 @@
 """Training-loop components: hooks and optimizer wrappers."""
 from . import hooks  # noqa: F401
+from . import optim_wrappers  # noqa: F401

@@ -3,6 +3,7 @@ runs one tiny forward/backward (pretrained weights nulled: nothing downloads her
 import glob
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 from mmdet.testing import demo_mm_inputs
@@ -46,7 +47,9 @@ def test_config_builds_and_trains_one_step(path):
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'train_cfg'):
         assert key in cfg, f'{path} has no {key}'
     torch.manual_seed(0)
+    np.random.seed(0)  # demo_mm_inputs draws its boxes from numpy's global generator
     model = build_model(cfg)
+    model.init_weights()  # as the Runner does (init_cfg with pretrained weights removed)
     model.train()
     # two-stage detectors (Faster R-CNN) keep their box head in roi_head
     bbox_head = model.bbox_head if hasattr(model, 'bbox_head') else model.roi_head.bbox_head

@@ -1,2 +1,3 @@
 """Registered hooks."""
 from .slurm_preemption_hook import SlurmPreemptionHook  # noqa: F401
+from .progressive_sampling_points_hook import ProgressiveSamplingPointsHook  # noqa: F401

@@ -1,1 +1,2 @@
 """Registered detectors."""
+from .deform_detr import DeformDETR  # noqa: F401

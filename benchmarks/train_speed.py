@@ -1,0 +1,150 @@
+"""Training speed of deform_ext's Deformable DETR against mmdet's, same config.
+
+Both models are built from one config (mmdet's twin: ``DeformableDETR`` /
+``DeformableDETRHead`` with mmcv's ``MultiScaleDeformableAttention``), get the same
+weights, and run the same training steps (forward, backward, AdamW) on the same
+random batch, alternating, in one process. Prints iterations/s, peak memory and the
+ratios (convention 11: absolute numbers are noise on a shared machine).
+
+    python benchmarks/train_speed.py [--config CFG] [--batch 2] [--size 256 256]
+                                     [--iters 10] [--warmup 2] [--device cpu|cuda]
+
+Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak of the
+profiler's allocation timeline for one step.
+"""
+import argparse
+import copy
+import os.path as osp
+import sys
+import time
+
+import torch
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'deformable_detr',
+                          'deformable-detr_r18-tiny_1xb8-24e_synthetic.py')
+OURS_ONLY_ATTN_KEYS = ('type', 'offset_range', 'box_offset_points')
+
+
+def mmdet_twin(model_cfg: dict) -> dict:
+    """The same model on mmdet's classes (mmcv attention)."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg['type'] = 'DeformableDETR'
+    cfg['bbox_head']['type'] = 'DeformableDETRHead'
+    cfg.pop('offset_loss', None)
+    for part, key in (('encoder', 'self_attn_cfg'), ('decoder', 'cross_attn_cfg')):
+        cfg[part].pop('type', None)
+        cfg[part].pop('num_cp', None)
+        for name in OURS_ONLY_ATTN_KEYS:
+            cfg[part]['layer_cfg'][key].pop(name, None)
+    if cfg.get('as_two_stage') and cfg['encoder']['layer_cfg']['self_attn_cfg'].get(
+            'embed_dims', 256) != 256:
+        raise SystemExit('mmdet 3.3 two-stage needs embed_dims=256; pick another config')
+    return cfg
+
+
+def strip_init_cfg(node):
+    if isinstance(node, dict):
+        return {k: strip_init_cfg(v) for k, v in node.items() if k != 'init_cfg'}
+    if isinstance(node, (list, tuple)):
+        return type(node)(strip_init_cfg(v) for v in node)
+    return node
+
+
+def build_pair(config: str, device: str):
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    import deform_ext  # noqa: F401
+    model_cfg = strip_init_cfg(Config.fromfile(config).model.to_dict())
+    with DefaultScope.overwrite_default_scope('deform_ext'):
+        torch.manual_seed(0)
+        ours = MODELS.build(copy.deepcopy(model_cfg))
+        theirs = MODELS.build(mmdet_twin(model_cfg))
+    theirs.load_state_dict(ours.state_dict())
+    return ours.to(device).train(), theirs.to(device).train()
+
+
+def make_batch(model, batch: int, size, num_classes: int, device: str):
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(1)
+    packed = demo_mm_inputs(batch_size=batch, image_shapes=[(3, *size)] * batch,
+                            num_items=[6] * batch, num_classes=num_classes)
+    data = model.data_preprocessor(packed, True)
+    data['inputs'] = data['inputs'].to(device)
+    data['data_samples'] = [s.to(device) for s in data['data_samples']]
+    return data
+
+
+def step(model, optimizer, data):
+    losses = model(**data, mode='loss')
+    total = sum(v.sum() for k, v in losses.items() if 'loss' in k)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+
+
+def sync(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def peak_memory(model, optimizer, data, device) -> int:
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        step(model, optimizer, data)
+        sync(device)
+        return torch.cuda.max_memory_allocated()
+    from torch.profiler import profile
+    with profile(profile_memory=True) as prof:
+        step(model, optimizer, data)
+    current = peak = 0
+    for _, change in sorted((e.time_range.start, e.self_cpu_memory_usage)
+                            for e in prof.events()):
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', default=DEFAULT_CONFIG)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, nargs=2, default=[256, 256])
+    parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args(argv)
+
+    ours, theirs = build_pair(args.config, args.device)
+    data = make_batch(ours, args.batch, args.size, ours.bbox_head.num_classes, args.device)
+    models = {'deform_ext (MSDeformAttn)': ours, 'mmdet (mmcv MSDA)': theirs}
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+    for name, model in models.items():
+        for _ in range(args.warmup):
+            step(model, optimizers[name], data)
+    times = {name: 0.0 for name in models}
+    for _ in range(args.iters):  # alternate, so that load changes hit both alike
+        for name, model in models.items():
+            sync(args.device)
+            start = time.perf_counter()
+            step(model, optimizers[name], data)
+            sync(args.device)
+            times[name] += time.perf_counter() - start
+    peaks = {name: peak_memory(m, optimizers[name], data, args.device)
+             for name, m in models.items()}
+
+    print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
+          f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
+          f'{torch.get_num_threads()} threads')
+    print(f'{"":28s} {"iter/s":>8s} {"peak MiB":>9s}')
+    for name in models:
+        print(f'{name:28s} {args.iters / times[name]:8.3f} {peaks[name] / 2**20:9.1f}')
+    ours_name, theirs_name = list(models)
+    print(f'{"ratio (ours / mmdet)":28s} {times[theirs_name] / times[ours_name]:7.2f}x '
+          f'{peaks[ours_name] / peaks[theirs_name]:8.2f}x')
+
+
+if __name__ == '__main__':
+    main()

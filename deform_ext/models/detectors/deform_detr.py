@@ -1,0 +1,134 @@
+"""``DeformDETR``: the Deformable DETR family on deform_ext's attention.
+
+One detector for the four variants of the paper, chosen as in mmdet:
+
+- single-scale: ``num_feature_levels=1`` (one backbone level, ``num_levels=1`` in
+  the attention configs);
+- multi-scale: ``num_feature_levels=4`` (default);
+- iterative box refinement: ``with_box_refine=True``;
+- two-stage: ``as_two_stage=True`` (encoder proposals, top-k, no NMS).
+
+It subclasses mmdet's ``DeformableDETR`` and keeps its
+``pre_transformer → forward_encoder → pre_decoder → forward_decoder`` hooks, so with
+the same weights it computes the same numbers. Differences:
+
+- the encoder/decoder are :class:`DeformableEncoder` / :class:`DeformableDecoder`
+  on :class:`MSDeformAttn` (selectable with ``type`` in ``encoder``/``decoder`` and
+  the attention configs), with gradient checkpointing by ``encoder.num_cp``;
+- the two-stage proposal position embedding has ``embed_dims // 2`` features per
+  box coordinate (mmdet 3.3 hard-codes 128, which only fits ``embed_dims=256``);
+- ``offset_loss`` (e.g. ``dict(type='OffsetL1Loss', loss_weight=1e-4)``) adds a
+  regularisation loss on the sampling offsets of every deformable attention.
+"""
+import copy
+import math
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmdet.models.detectors import DeformableDETR
+from mmdet.models.layers import SinePositionalEncoding
+from mmdet.structures import SampleList
+from mmengine.registry import DefaultScope
+from torch import Tensor, nn
+
+from deform_ext.registry import MODELS, SCOPE
+from ..layers.deformable_detr_layers import DeformableDecoder, DeformableEncoder
+from ..layers.ms_deform_attn import MSDeformAttn
+
+
+def _build(cfg, default_type=None):
+    """Build a sub-module in deform_ext's scope (our bare names and mmdet's resolve,
+    whatever the caller's default scope)."""
+    cfg = copy.deepcopy(dict(cfg))
+    if default_type is not None:
+        cfg.setdefault('type', default_type)
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class DeformDETR(DeformableDETR):
+    """Deformable DETR (single/multi-scale, box refinement, two-stage).
+
+    Args:
+        *args, **kwargs: as mmdet's ``DeformableDETR`` (backbone, neck, encoder,
+            decoder, bbox_head, positional_encoding, num_queries,
+            num_feature_levels, with_box_refine, as_two_stage, train_cfg,
+            test_cfg, data_preprocessor, init_cfg).
+        offset_loss (dict, optional): a loss over the sampling offsets, shape
+            (bs, num_queries, num_heads, num_levels, num_points, 2) per attention
+            module, added to the losses as ``loss_offset``. None: no such loss.
+
+    Shapes: images (bs, 3, H, W) in; per image up to ``test_cfg.max_per_img``
+    boxes out; internally queries are (bs, num_queries, embed_dims).
+    """
+
+    def __init__(self, *args, offset_loss: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.offset_loss = _build(offset_loss) if offset_loss is not None else None
+
+    def _init_layers(self) -> None:
+        """Positional encoding, encoder, decoder, queries and level embeddings."""
+        self.positional_encoding = SinePositionalEncoding(**self.positional_encoding)
+        self.encoder = _build(self.encoder, DeformableEncoder)
+        self.decoder = _build(self.decoder, DeformableDecoder)
+        self.embed_dims = self.encoder.embed_dims
+        if not self.as_two_stage:
+            # split into query_pos and query in pre_decoder
+            self.query_embedding = nn.Embedding(self.num_queries, self.embed_dims * 2)
+        num_feats = self.positional_encoding.num_feats
+        if num_feats * 2 != self.embed_dims:
+            raise ValueError(f'positional_encoding.num_feats ({num_feats}) must be half of '
+                             f'embed_dims ({self.embed_dims})')
+        self.level_embed = nn.Parameter(torch.Tensor(self.num_feature_levels, self.embed_dims))
+        if self.as_two_stage:
+            self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
+            self.memory_trans_norm = nn.LayerNorm(self.embed_dims)
+            self.pos_trans_fc = nn.Linear(self.embed_dims * 2, self.embed_dims * 2)
+            self.pos_trans_norm = nn.LayerNorm(self.embed_dims * 2)
+        else:
+            self.reference_points_fc = nn.Linear(self.embed_dims, 2)
+
+    def deform_attn_modules(self) -> List[MSDeformAttn]:
+        """The deformable attention modules of encoder and decoder."""
+        return [m for m in self.modules() if isinstance(m, MSDeformAttn)]
+
+    def get_proposal_pos_embed(self, proposals: Tensor, num_pos_feats: Optional[int] = None,
+                               temperature: int = 10000) -> Tensor:
+        """Sine embedding of proposals (bs, num_queries, 4), not yet sigmoid-ed, to
+        (bs, num_queries, 4 * num_pos_feats) = (bs, num_queries, 2 * embed_dims).
+
+        ``num_pos_feats`` defaults to ``embed_dims // 2`` (128 at 256 dims, as mmdet),
+        so ``pos_trans_fc`` fits at any width.
+        """
+        if num_pos_feats is None:
+            num_pos_feats = self.embed_dims // 2
+        scale = 2 * math.pi
+        dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=proposals.device)
+        dim_t = temperature**(2 * (dim_t // 2) / num_pos_feats)
+        pos = proposals.sigmoid()[:, :, :, None] * scale / dim_t  # (bs, n, 4, feats)
+        return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=4).flatten(2)
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Union[dict, list]:
+        """Losses of a batch; ``loss_offset`` too when ``offset_loss`` is set."""
+        if self.offset_loss is None:
+            return super().loss(batch_inputs, batch_data_samples)
+        modules = self.deform_attn_modules()
+        for m in modules:
+            m.recorded_offsets = []
+            m.record_offsets = True
+        try:
+            losses = super().loss(batch_inputs, batch_data_samples)
+            offsets = [o for m in modules for o in m.recorded_offsets]
+        finally:
+            for m in modules:
+                m.record_offsets = False
+                m.recorded_offsets = []
+        losses['loss_offset'] = self.offset_loss(offsets)
+        return losses
+
+    def num_sampling_points(self) -> Dict[str, int]:
+        """Sampling points of each deformable attention, by module name."""
+        return {name: m.num_points for name, m in self.named_modules()
+                if isinstance(m, MSDeformAttn)}
