@@ -243,7 +243,12 @@ def test_preemption_signal_checkpoints_and_requeues(slurm, tiny_coco, tmp_path):
         slurm.run(['scancel', '--signal=USR1', job], timeout=10)
         _wait_for(lambda: slurm.job_state(job) == ('PENDING', 1), 60, 'the requeue', slurm,
                   log, ended=lambda: slurm.job_state(job)[0] in finished)
-        # slurmctld holds a requeued job for 120 s (BeginTime); release it at once
+        # slurmctld holds a requeued job for 120 s (BeginTime). Release it only once
+        # the hold is in place, i.e. the first run has been fully cleaned up: a release
+        # before that can race with the requeue (seen once: the job never restarted).
+        _wait_for(lambda: slurm.job_fields(job).get('Reason') == 'BeginTime', 60,
+                  'the requeue hold', slurm, log,
+                  ended=lambda: slurm.job_state(job)[0] in finished)
         slurm.run(['scontrol', 'update', f'JobId={job}', 'StartTime=now'], timeout=10)
         state = slurm.wait_job(job, timeout=JOB_TIMEOUT)
     finally:
