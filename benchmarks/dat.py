@@ -23,55 +23,11 @@ allocation events).
 """
 import argparse
 import math
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-def sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
-
-
-def median_ms(call, repeats, device):
-    call()  # warm-up
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        call()
-        sync(device)
-        times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
-
-
-def peak_mib(call, device):
-    """Peak bytes allocated during one call beyond what was live before it, in MiB."""
-    if device == 'cuda':
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        call()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    from torch._C._profiler import _EventType  # the raw allocation events
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                profile_memory=True) as prof:
-        call()
-    stack, deltas = list(prof.profiler.kineto_results.experimental_event_tree()), []
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        if event.tag == _EventType.Allocation and str(event.extra_fields.device) == 'cpu':
-            deltas.append((event.start_time_ns, event.extra_fields.alloc_size))  # < 0: free
-    live = peak = 0
-    for _, delta in sorted(deltas):
-        live += delta
-        peak = max(peak, live)
-    return peak / 2**20
+from bench_utils import median_ms, peak_mib
 
 
 def fwd_bwd(module, x):
@@ -123,7 +79,7 @@ def attention_section(args):
         results = []
         for module in (dat, mhsa):
             call = fwd_bwd(module, x)
-            results.append((median_ms(call, args.repeats, args.device),
+            results.append((median_ms([call], args.repeats, 1, args.device)[0],
                             peak_mib(call, args.device)))
         (dat_ms, dat_mib), (mhsa_ms, mhsa_mib) = results
         growth = ('', '') if previous is None else (
@@ -175,8 +131,8 @@ def sampler_section(args):
             def both(fn=fn):
                 x.grad = points.grad = None
                 fn(x, points, groups).square().mean().backward()
-            row += [median_ms(forward, args.repeats, args.device),
-                    median_ms(both, args.repeats, args.device)]
+            row += [median_ms([forward], args.repeats, 1, args.device)[0],
+                    median_ms([both], args.repeats, 1, args.device)[0]]
         with torch.no_grad():
             diff = (by_grid_sample(x, points, groups) - by_msda(x, points, groups)).abs().max()
         print(f'| {bs}, {c}, {groups}, {size}x{size}, {stride} | {row[0]:.2f} | {row[2]:.2f} '
@@ -235,7 +191,7 @@ def placement_section(args):
             model.zero_grad(set_to_none=True)
             feats = model.bbox_head(model.extract_feat(x))
             sum(t.square().mean() for level in feats for t in level).backward()
-        ms, mib = median_ms(call, args.repeats, args.device), peak_mib(call, args.device)
+        ms, mib = median_ms([call], args.repeats, 1, args.device)[0], peak_mib(call, args.device)
         base = base or (ms, mib)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f'| {name} | {params:.1f} | {ms:.0f} | x{ms / base[0]:.2f} | {mib:.0f} '

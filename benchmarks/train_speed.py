@@ -19,6 +19,7 @@ import sys
 import time
 
 import torch
+from bench_utils import sync
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -83,11 +84,6 @@ def step(model, optimizer, data):
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-
-
-def sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
 
 
 def peak_memory(model, optimizer, data, device) -> int:

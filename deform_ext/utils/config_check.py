@@ -15,7 +15,7 @@ _KNOWN_EXTRA_KEYS = {
     '_base_', 'custom_imports', 'default_scope', 'auto_scale_lr', 'backend_args',
     'dataset_type', 'data_root', 'vis_backends', 'train_pipeline', 'test_pipeline',
     'val_pipeline', 'max_epochs', 'max_iters', 'base_lr', 'interval', 'metainfo',
-    'num_classes', 'img_scale', 'image_size', 'work_dir', 'launcher', 'file_client_args',
+    'num_classes', 'img_scale', 'image_size', 'file_client_args',
 }
 
 
