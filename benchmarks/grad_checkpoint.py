@@ -1,0 +1,97 @@
+"""Gradient checkpointing of the encoder: peak memory and step time with and without.
+
+One config builds deform_ext's Deformable DETR twice, with ``encoder.num_cp=0`` and
+``encoder.num_cp=<all encoder layers>``, same weights; both run the same training
+steps (forward, backward, AdamW) on the same random batch, alternating, in one
+process. Prints ms per step, the peak memory of one step (bench_utils.peak_mib) and
+the ratios, and the largest gradient difference after one step (checkpointing
+recomputes the same numbers, so it should be ~0).
+
+    python benchmarks/grad_checkpoint.py [--config CFG] [--batch 2] [--size 256 256]
+                                         [--iters 5] [--device cpu|cuda]
+"""
+import argparse
+import copy
+import os.path as osp
+import sys
+import time
+
+import torch
+from bench_utils import peak_mib, sync
+from train_speed import DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg
+
+sys.path.insert(0, REPO_ROOT)
+
+
+def build_twins(config: str, device: str):
+    """(without, with) checkpointing: the same model and weights, num_cp 0 and all."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import deform_ext  # noqa: F401
+    from deform_ext.registry import MODELS
+    model_cfg = strip_init_cfg(Config.fromfile(config).model.to_dict())
+    num_layers = model_cfg['encoder']['num_layers']
+    models = []
+    for num_cp in (0, num_layers):
+        cfg = copy.deepcopy(model_cfg)
+        cfg['encoder']['num_cp'] = num_cp
+        with DefaultScope.overwrite_default_scope('deform_ext'):
+            models.append(MODELS.build(cfg))
+    models[1].load_state_dict(models[0].state_dict())
+    return [m.to(device).train() for m in models], num_layers
+
+
+def max_grad_difference(models, data) -> float:
+    """Largest |grad| difference over all parameters after one backward each."""
+    grads = []
+    for model in models:
+        torch.manual_seed(2)  # the attention's dropout draws alike in both
+        model.zero_grad(set_to_none=True)
+        losses = model(**data, mode='loss')
+        sum(v.sum() for k, v in losses.items() if 'loss' in k).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    return max((grads[0][n] - grads[1][n]).abs().max().item() for n in grads[0])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', default=DEFAULT_CONFIG)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, nargs=2, default=[256, 256])
+    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args(argv)
+
+    (plain, checkpointed), num_layers = build_twins(args.config, args.device)
+    data = make_batch(plain, args.batch, args.size, plain.bbox_head.num_classes, args.device)
+    difference = max_grad_difference((plain, checkpointed), data)
+    models = {'num_cp=0': plain, f'num_cp={num_layers}': checkpointed}
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+    for name, model in models.items():
+        step(model, optimizers[name], data)  # warm-up; creates the optimizer state
+    times = {name: 0.0 for name in models}
+    for _ in range(args.iters):  # alternate, so that load changes hit both alike
+        for name, model in models.items():
+            sync(args.device)
+            start = time.perf_counter()
+            step(model, optimizers[name], data)
+            sync(args.device)
+            times[name] += time.perf_counter() - start
+    peaks = {name: peak_mib(lambda m=m, o=optimizers[name]: step(m, o, data), args.device)
+             for name, m in models.items()}
+
+    print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
+          f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
+          f'{torch.get_num_threads()} threads')
+    print(f'{"encoder checkpointing":24s} {"ms/step":>8s} {"peak MiB":>9s}')
+    for name in models:
+        print(f'{name:24s} {1e3 * times[name] / args.iters:8.1f} {peaks[name]:9.1f}')
+    base, cp = list(models)
+    print(f'{"ratio (cp / none)":24s} {times[cp] / times[base]:7.2f}x '
+          f'{peaks[cp] / peaks[base]:8.2f}x')
+    print(f'max |grad difference| after one step: {difference:.3g}')
+
+
+if __name__ == '__main__':
+    main()
