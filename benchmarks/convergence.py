@@ -8,9 +8,19 @@ to DETR's at epoch 5e, for each seed, then the mean over seeds.
 
     python benchmarks/convergence.py [--epochs 10] [--seeds 0 1] [--work-dir D]
         [--data-root data/synthetic_coco/] [--cfg-options k=v ...] [--only plain detr]
+        [--jobs 2] [--image-size 128] [--batch 4]
 
 The dataset must exist (``make data``). Runs whose scalars are already in the work
 dir are not repeated, so an interrupted benchmark picks up where it stopped.
+``--jobs J`` trains J runs at a time, each with cores/J threads (these small models
+use a second thread poorly, so two one-thread runs finish sooner than two in turn);
+each run's output goes to ``<work dir>/<model>_seed<seed>.log``.
+``--image-size S`` trains and evaluates at S x S; unless ``--data-root`` is given, a
+size other than the default set's 256 uses a data set generated at that size into
+``<work dir>/synthetic_coco_<S>`` (same seed and counts as ``make data``). At 128 an
+epoch costs about 2.5x less than at 256. ``--batch`` (default 4) replaces the configs'
+8: on the 128 set, two-stage reached 0.202 mAP at epoch 24 with batch 4 and 0.133 with
+batch 8 (one seed each).
 """
 import argparse
 import glob
@@ -19,6 +29,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO_ROOT, 'configs', 'deformable_detr')
@@ -50,7 +61,19 @@ def mAP_by_epoch(directory):
     return result
 
 
-def train(name, seed, epochs, args):
+def default_data_root(work_dir, image_size):
+    """data/synthetic_coco at 256; at another size, a set generated in the work dir."""
+    if image_size == 256:
+        return osp.join(REPO_ROOT, 'data', 'synthetic_coco')
+    root = osp.join(work_dir, f'synthetic_coco_{image_size}')
+    subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'data',
+                                             'generate_synthetic_coco.py'),
+                    '--out-dir', root, '--image-size', str(image_size)], check=True,
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    return root
+
+
+def train(name, seed, epochs, args, threads):
     config, factor = MODELS[name]
     total = epochs * factor
     root = args.data_root.rstrip('/') + '/'
@@ -62,6 +85,9 @@ def train(name, seed, epochs, args):
          else f'param_scheduler.0.milestones=[{int(total * 0.8)}]'),
         f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={root}annotations/instances_val.json',
+        f'train_dataloader.batch_size={args.batch}',
+        f'train_dataloader.dataset.pipeline.2.scale=({args.image_size},{args.image_size})',
+        f'val_dataloader.dataset.pipeline.1.scale=({args.image_size},{args.image_size})',
         'default_hooks.checkpoint.interval=1000',
         *(args.cfg_options or []),
     ]
@@ -69,8 +95,13 @@ def train(name, seed, epochs, args):
     command = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'),
                osp.join(CONFIGS, config), '--work-dir', directory, '--cfg-options', *options]
     print('+', ' '.join(command), flush=True)
-    subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    os.makedirs(args.work_dir, exist_ok=True)
+    with open(directory + '.log', 'w') as log:
+        code = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PYTHONPATH=REPO_ROOT,
+                                       OMP_NUM_THREADS=str(threads))).returncode
+    if code != 0:
+        raise RuntimeError(f'{name} seed {seed} failed (exit {code}); see {directory}.log')
 
 
 def table(epochs, seeds, work_dir, names):
@@ -100,18 +131,26 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--only', nargs='+', choices=list(MODELS), default=list(MODELS))
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'convergence'))
-    parser.add_argument('--data-root', default=osp.join(REPO_ROOT, 'data', 'synthetic_coco'))
+    parser.add_argument('--data-root', help='default: data/synthetic_coco at 256, else '
+                        'a set generated at --image-size in the work dir')
+    parser.add_argument('--image-size', type=int, default=256)
+    parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--cfg-options', nargs='+', help='extra options for every run')
+    parser.add_argument('--jobs', type=int, default=1, help='runs trained at a time')
     parser.add_argument('--table-only', action='store_true', help='print the table and stop')
     args = parser.parse_args(argv)
+    if args.data_root is None:
+        args.data_root = default_data_root(args.work_dir, args.image_size)
     if not args.table_only:
-        for name in args.only:
-            for seed in args.seeds:
-                factor = MODELS[name][1]
-                done = mAP_by_epoch(run_dir(args.work_dir, name, seed))
-                if args.epochs * factor in done:
-                    continue
-                train(name, seed, args.epochs, args)
+        todo = [(name, seed) for name in args.only for seed in args.seeds
+                if args.epochs * MODELS[name][1]
+                not in mAP_by_epoch(run_dir(args.work_dir, name, seed))]
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            runs = [pool.submit(train, name, seed, args.epochs, args, threads)
+                    for name, seed in todo]
+            for run in runs:
+                run.result()
     table(args.epochs, args.seeds, args.work_dir, args.only)
 
 
