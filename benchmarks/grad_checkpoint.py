@@ -3,9 +3,9 @@
 One config builds deform_ext's Deformable DETR twice, with ``encoder.num_cp=0`` and
 ``encoder.num_cp=<all encoder layers>``, same weights; both run the same training
 steps (forward, backward, AdamW) on the same random batch, alternating, in one
-process. Prints ms per step, the peak memory of one step (bench_utils.peak_mib) and
-the ratios, and the largest gradient difference after one step (checkpointing
-recomputes the same numbers, so it should be ~0).
+process. Prints the median ms per step, the peak memory of one step
+(bench_utils.peak_mib) and the ratios, and the largest gradient difference after one
+step (checkpointing recomputes the same numbers, so it should be ~0).
 
     python benchmarks/grad_checkpoint.py [--config CFG] [--batch 2] [--size 256 256]
                                          [--iters 5] [--device cpu|cuda]
@@ -14,10 +14,9 @@ import argparse
 import copy
 import os.path as osp
 import sys
-import time
 
 import torch
-from bench_utils import peak_mib, sync
+from bench_utils import median_ms, peak_mib
 from train_speed import DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg
 
 sys.path.insert(0, REPO_ROOT)
@@ -68,25 +67,18 @@ def main(argv=None):
     difference = max_grad_difference((plain, checkpointed), data)
     models = {'num_cp=0': plain, f'num_cp={num_layers}': checkpointed}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
-    for name, model in models.items():
-        step(model, optimizers[name], data)  # warm-up; creates the optimizer state
-    times = {name: 0.0 for name in models}
-    for _ in range(args.iters):  # alternate, so that load changes hit both alike
-        for name, model in models.items():
-            sync(args.device)
-            start = time.perf_counter()
-            step(model, optimizers[name], data)
-            sync(args.device)
-            times[name] += time.perf_counter() - start
-    peaks = {name: peak_mib(lambda m=m, o=optimizers[name]: step(m, o, data), args.device)
+    steps = {name: (lambda m=m, o=optimizers[name]: step(m, o, data))
              for name, m in models.items()}
+    # median over alternating steps; the warm-up creates the optimizer state
+    times = dict(zip(steps, median_ms(list(steps.values()), args.iters, 1, args.device)))
+    peaks = {name: peak_mib(call, args.device) for name, call in steps.items()}
 
     print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
           f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
           f'{torch.get_num_threads()} threads')
     print(f'{"encoder checkpointing":24s} {"ms/step":>8s} {"peak MiB":>9s}')
     for name in models:
-        print(f'{name:24s} {1e3 * times[name] / args.iters:8.1f} {peaks[name]:9.1f}')
+        print(f'{name:24s} {times[name]:8.1f} {peaks[name]:9.1f}')
     base, cp = list(models)
     print(f'{"ratio (cp / none)":24s} {times[cp] / times[base]:7.2f}x '
           f'{peaks[cp] / peaks[base]:8.2f}x')
