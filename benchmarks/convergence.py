@@ -10,17 +10,16 @@ to DETR's at epoch 5e, for each seed, then the mean over seeds.
         [--data-root data/synthetic_coco/] [--cfg-options k=v ...] [--only plain detr]
         [--jobs 2] [--image-size 128] [--batch 4]
 
-The dataset must exist (``make data``). Runs whose scalars are already in the work
-dir are not repeated, so an interrupted benchmark picks up where it stopped.
-``--jobs J`` trains J runs at a time, each with cores/J threads (these small models
-use a second thread poorly, so two one-thread runs finish sooner than two in turn);
-each run's output goes to ``<work dir>/<model>_seed<seed>.log``.
+At the default size (256) the dataset must exist (``make data``). Runs whose scalars
+are already in the work dir are not repeated, so an interrupted benchmark picks up
+where it stopped. ``--jobs J`` trains J runs at a time, each with cores/J threads
+(these small models use a second thread poorly, so two one-thread runs finish sooner
+than two in turn); each run's output goes to ``<work dir>/<model>_seed<seed>.log``.
 ``--image-size S`` trains and evaluates at S x S; unless ``--data-root`` is given, a
-size other than the default set's 256 uses a data set generated at that size into
-``<work dir>/synthetic_coco_<S>`` (same seed and counts as ``make data``). At 128 an
-epoch costs about 2.5x less than at 256. ``--batch`` (default 4) replaces the configs'
-8: on the 128 set, two-stage reached 0.202 mAP at epoch 24 with batch 4 and 0.133 with
-batch 8 (one seed each).
+size other than 256 uses a set generated at that size into
+``<work dir>/synthetic_coco_<S>`` (same seed and counts as ``make data``); at 128 an
+epoch costs about 2.5x less. ``--batch`` (default 4) replaces the configs' 8, which
+converged more slowly per epoch (configs/deformable_detr/README.md has the figures).
 """
 import argparse
 import glob
@@ -86,6 +85,7 @@ def train(name, seed, epochs, args, threads):
         f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={root}annotations/instances_val.json',
         f'train_dataloader.batch_size={args.batch}',
+        # the Resize of configs/_base_/datasets/synthetic_coco.py's pipelines
         f'train_dataloader.dataset.pipeline.2.scale=({args.image_size},{args.image_size})',
         f'val_dataloader.dataset.pipeline.1.scale=({args.image_size},{args.image_size})',
         'default_hooks.checkpoint.interval=1000',
@@ -139,9 +139,9 @@ def main(argv=None):
     parser.add_argument('--jobs', type=int, default=1, help='runs trained at a time')
     parser.add_argument('--table-only', action='store_true', help='print the table and stop')
     args = parser.parse_args(argv)
-    if args.data_root is None:
-        args.data_root = default_data_root(args.work_dir, args.image_size)
     if not args.table_only:
+        if args.data_root is None:
+            args.data_root = default_data_root(args.work_dir, args.image_size)
         todo = [(name, seed) for name in args.only for seed in args.seeds
                 if args.epochs * MODELS[name][1]
                 not in mAP_by_epoch(run_dir(args.work_dir, name, seed))]

@@ -13,13 +13,11 @@ step (checkpointing recomputes the same numbers, so it should be ~0).
 import argparse
 import copy
 import os.path as osp
-import sys
 
 import torch
 from bench_utils import median_ms, peak_mib
-from train_speed import DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg
-
-sys.path.insert(0, REPO_ROOT)
+from train_speed import (  # train_speed also puts the repo root on sys.path
+    DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg)
 
 
 def build_twins(config: str, device: str):
