@@ -15,7 +15,7 @@ import copy
 import os.path as osp
 
 import torch
-from bench_utils import median_ms, peak_mib
+from bench_utils import init_weights_quietly, median_ms, peak_mib
 from train_speed import (  # train_speed also puts the repo root on sys.path
     DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg)
 
@@ -35,6 +35,7 @@ def build_twins(config: str, device: str):
         cfg['encoder']['num_cp'] = num_cp
         with DefaultScope.overwrite_default_scope('deform_ext'):
             models.append(MODELS.build(cfg))
+    init_weights_quietly(models[0])
     models[1].load_state_dict(models[0].state_dict())
     return [m.to(device).train() for m in models], num_layers
 

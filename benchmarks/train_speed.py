@@ -11,15 +11,22 @@ ratios (convention 11: absolute numbers are noise on a shared machine).
 
 Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak of the
 profiler's allocation timeline for one step.
+
+Then the attention core's share: every call of the core function (ours:
+``deform_ext.ops.ms_deform_attn``; mmdet: mmcv's ``multi_scale_deformable_attn_pytorch``
+on CPU, ``MultiScaleDeformableAttnFunction`` on CUDA) in one step is recorded and
+replayed, forward and backward, and the rest of the step is the step time less that.
+``T_mmdet / rest_ours`` is the most any attention op can speed this step up.
 """
 import argparse
+import contextlib
 import copy
 import os.path as osp
 import sys
 import time
 
 import torch
-from bench_utils import sync
+from bench_utils import init_weights_quietly, median_ms, sync
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -63,6 +70,7 @@ def build_pair(config: str, device: str):
         torch.manual_seed(0)
         ours = MODELS.build(copy.deepcopy(model_cfg))
         theirs = MODELS.build(mmdet_twin(model_cfg))
+    init_weights_quietly(ours)
     theirs.load_state_dict(ours.state_dict())
     return ours.to(device).train(), theirs.to(device).train()
 
@@ -103,6 +111,62 @@ def peak_memory(model, optimizer, data, device) -> int:
     return peak
 
 
+@contextlib.contextmanager
+def recording(owner, name: str, calls: list):
+    """Record the arguments of every call of ``owner.name`` (tensors as detached copies);
+    an autograd Function is recorded at its ``apply``."""
+    original = getattr(owner, name)
+    call = original.apply if isinstance(original, type) else original
+
+    def record(*args):
+        calls.append([a.detach().clone() if torch.is_tensor(a) else a for a in args])
+        return call(*args)
+
+    replacement = type(name, (), {'apply': staticmethod(record)}) \
+        if isinstance(original, type) else record
+    setattr(owner, name, replacement)
+    try:
+        yield call
+    finally:
+        setattr(owner, name, original)
+
+
+def core_sites(device: str):
+    """(owner, name) of the attention core each side calls, ours first."""
+    import mmcv.ops.multi_scale_deform_attn as mmcv_msda
+    ours = sys.modules['deform_ext.models.layers.ms_deform_attn']
+    theirs = ('MultiScaleDeformableAttnFunction' if device == 'cuda'
+              else 'multi_scale_deformable_attn_pytorch')
+    return (ours, 'ms_deform_attn'), (mmcv_msda, theirs)
+
+
+def replay(function, calls):
+    """A closure that runs every recorded call forward and backward, with gradients
+    for the floating-point inputs (value, sampling locations, attention weights)."""
+    leaves = [[a.requires_grad_() if torch.is_tensor(a) and a.is_floating_point() else a
+               for a in args] for args in calls]
+
+    def run():
+        for args in leaves:
+            for a in args:
+                if torch.is_tensor(a):
+                    a.grad = None
+            output = function(*args)
+            output.backward(torch.ones_like(output))
+    return run
+
+
+def core_ms(models, optimizers, data, device, repeats):
+    """Median fwd+bwd time in ms of each model's attention-core calls in one step."""
+    runs = []
+    for (owner, name), (key, model) in zip(core_sites(device), models.items()):
+        calls = []
+        with recording(owner, name, calls) as function:
+            step(model, optimizers[key], data)
+        runs.append(replay(function, calls))
+    return median_ms(runs, repeats, 1, device)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
@@ -140,6 +204,15 @@ def main(argv=None):
     ours_name, theirs_name = list(models)
     print(f'{"ratio (ours / mmdet)":28s} {times[theirs_name] / times[ours_name]:7.2f}x '
           f'{peaks[ours_name] / peaks[theirs_name]:8.2f}x')
+    step_ms = {name: 1e3 * times[name] / args.iters for name in models}
+    cores = dict(zip(models, core_ms(models, optimizers, data, args.device, args.iters)))
+    print(f'\n{"ms per step":28s} {"step":>8s} {"attn core":>9s} {"rest":>8s}')
+    for name in models:
+        print(f'{name:28s} {step_ms[name]:8.1f} {cores[name]:9.1f} '
+              f'{step_ms[name] - cores[name]:8.1f}')
+    rest_ours = step_ms[ours_name] - cores[ours_name]
+    print(f'attention core: ours {cores[theirs_name] / cores[ours_name]:.2f}x faster; '
+          f'step ratio with a free core: {step_ms[theirs_name] / rest_ours:.2f}x at most')
 
 
 if __name__ == '__main__':

@@ -34,3 +34,10 @@ def test_train_speed_reports_both_models_and_the_ratio():
     for name in ('deform_ext (MSDeformAttn)', 'mmdet (mmcv MSDA)'):
         assert re.search(rf'^{re.escape(name)} +\d+\.\d+ +\d+\.\d$', out, re.M), out
     assert re.search(r'^ratio \(ours / mmdet\) +\d+\.\d+x +\d+\.\d+x$', out, re.M), out
+    rows = re.findall(r'^(deform_ext \(MSDeformAttn\)|mmdet \(mmcv MSDA\)) +(\d+\.\d) +(\d+\.\d) '
+                      r'+(-?\d+\.\d)$', out, re.M)
+    assert len(rows) == 2, out  # step, attention core and rest, ms
+    for _, step_ms, core_ms, rest_ms in rows:
+        assert 0 < float(core_ms) < float(step_ms), out  # the core's calls were replayed
+    assert re.search(r'^attention core: ours \d+\.\d+x faster; step ratio with a free core: '
+                     r'\d+\.\d+x at most$', out, re.M), out
