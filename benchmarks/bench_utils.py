@@ -13,21 +13,6 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def init_weights_quietly(model):
-    """``model.init_weights()`` (the initialisation training gets; a built mmdet model
-    still holds uninitialised tensors such as ``level_embed``) without mmengine's
-    per-parameter log lines."""
-    import logging
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-
-
 def median_ms(calls, repeats, warmup, device):
     """Median time in ms of each call; the calls take turns in every repeat, so a
     machine whose load changes over the run slows them alike."""

@@ -15,7 +15,7 @@ import copy
 import os.path as osp
 
 import torch
-from bench_utils import init_weights_quietly, median_ms, peak_mib
+from bench_utils import median_ms, peak_mib
 from train_speed import (  # train_speed also puts the repo root on sys.path
     DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg)
 
@@ -26,6 +26,7 @@ def build_twins(config: str, device: str):
     from mmengine.registry import DefaultScope
 
     import deform_ext  # noqa: F401
+    from deform_ext.models import init_weights_quietly
     from deform_ext.registry import MODELS
     model_cfg = strip_init_cfg(Config.fromfile(config).model.to_dict())
     num_layers = model_cfg['encoder']['num_layers']

@@ -26,7 +26,7 @@ import sys
 import time
 
 import torch
-from bench_utils import init_weights_quietly, median_ms, sync
+from bench_utils import median_ms, sync
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -65,6 +65,7 @@ def build_pair(config: str, device: str):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     import deform_ext  # noqa: F401
+    from deform_ext.models import init_weights_quietly
     model_cfg = strip_init_cfg(Config.fromfile(config).model.to_dict())
     with DefaultScope.overwrite_default_scope('deform_ext'):
         torch.manual_seed(0)

@@ -67,25 +67,12 @@ def mmdet_twin(cfg):
 
 def build(cfg, seed=0):
     from mmdet.registry import MODELS
-    import deform_ext  # noqa: F401
+    from deform_ext.models import init_weights_quietly
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(copy.deepcopy(cfg))
-    quiet_init_weights(model)
+    init_weights_quietly(model)
     return model
-
-
-def quiet_init_weights(model):
-    """``model.init_weights()`` without mmengine's per-parameter log lines."""
-    import logging
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
 
 
 def tiny_batch(model, num_classes=4, seed=0, shapes=((3, 64, 96), (3, 96, 64)), items=(3, 2),

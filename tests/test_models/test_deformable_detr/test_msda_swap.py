@@ -13,9 +13,9 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 
 import deform_ext.models.layers.ms_deform_attn as msda_module
+from deform_ext.models import init_weights_quietly
 from deform_ext.models.layers import MSDeformAttn, swap_msda
-from tests.test_models.test_deformable_detr.deformable_detr_helpers import (quiet_init_weights,
-                                                                             tiny_batch)
+from tests.test_models.test_deformable_detr.deformable_detr_helpers import tiny_batch
 
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 DETECTORS = {
@@ -60,7 +60,7 @@ def build(cfg, seed=0):
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(copy.deepcopy(cfg))
-    quiet_init_weights(model)
+    init_weights_quietly(model)
     return model
 
 
