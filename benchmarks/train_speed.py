@@ -9,8 +9,8 @@ ratios (convention 11: absolute numbers are noise on a shared machine).
     python benchmarks/train_speed.py [--config CFG] [--batch 2] [--size 256 256]
                                      [--iters 10] [--warmup 2] [--device cpu|cuda]
 
-Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak of the
-profiler's allocation timeline for one step.
+Step time: the median over ``--iters`` alternating steps after ``--warmup`` each
+(bench_utils.median_ms). Peak memory: bench_utils.peak_mib of one step.
 
 Then the attention core's share: every call of the core function (ours:
 ``deform_ext.ops.ms_deform_attn``; mmdet: mmcv's ``multi_scale_deformable_attn_pytorch``
@@ -23,10 +23,9 @@ import contextlib
 import copy
 import os.path as osp
 import sys
-import time
 
 import torch
-from bench_utils import median_ms, sync
+from bench_utils import median_ms, peak_mib
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -93,23 +92,6 @@ def step(model, optimizer, data):
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-
-
-def peak_memory(model, optimizer, data, device) -> int:
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        step(model, optimizer, data)
-        sync(device)
-        return torch.cuda.max_memory_allocated()
-    from torch.profiler import profile
-    with profile(profile_memory=True) as prof:
-        step(model, optimizer, data)
-    current = peak = 0
-    for _, change in sorted((e.time_range.start, e.self_cpu_memory_usage)
-                            for e in prof.events()):
-        current += change
-        peak = max(peak, current)
-    return peak
 
 
 @contextlib.contextmanager
@@ -182,38 +164,29 @@ def main(argv=None):
     data = make_batch(ours, args.batch, args.size, ours.bbox_head.num_classes, args.device)
     models = {'deform_ext (MSDeformAttn)': ours, 'mmdet (mmcv MSDA)': theirs}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
-    for name, model in models.items():
-        for _ in range(args.warmup):
-            step(model, optimizers[name], data)
-    times = {name: 0.0 for name in models}
-    for _ in range(args.iters):  # alternate, so that load changes hit both alike
-        for name, model in models.items():
-            sync(args.device)
-            start = time.perf_counter()
-            step(model, optimizers[name], data)
-            sync(args.device)
-            times[name] += time.perf_counter() - start
-    peaks = {name: peak_memory(m, optimizers[name], data, args.device)
+    steps = {name: (lambda m=m, o=optimizers[name]: step(m, o, data))
              for name, m in models.items()}
+    # the median over alternating steps, so that load changes hit both alike
+    step_ms = dict(zip(steps, median_ms(list(steps.values()), args.iters, args.warmup,
+                                        args.device)))
+    peaks = {name: peak_mib(call, args.device) for name, call in steps.items()}
 
     print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
           f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
           f'{torch.get_num_threads()} threads')
     print(f'{"":28s} {"iter/s":>8s} {"peak MiB":>9s}')
     for name in models:
-        print(f'{name:28s} {args.iters / times[name]:8.3f} {peaks[name] / 2**20:9.1f}')
+        print(f'{name:28s} {1e3 / step_ms[name]:8.3f} {peaks[name]:9.1f}')
     ours_name, theirs_name = list(models)
-    print(f'{"ratio (ours / mmdet)":28s} {times[theirs_name] / times[ours_name]:7.2f}x '
+    print(f'{"ratio (ours / mmdet)":28s} {step_ms[theirs_name] / step_ms[ours_name]:7.2f}x '
           f'{peaks[ours_name] / peaks[theirs_name]:8.2f}x')
-    step_ms = {name: 1e3 * times[name] / args.iters for name in models}
     cores = dict(zip(models, core_ms(models, optimizers, data, args.device, args.iters)))
+    rest = {name: step_ms[name] - cores[name] for name in models}
     print(f'\n{"ms per step":28s} {"step":>8s} {"attn core":>9s} {"rest":>8s}')
     for name in models:
-        print(f'{name:28s} {step_ms[name]:8.1f} {cores[name]:9.1f} '
-              f'{step_ms[name] - cores[name]:8.1f}')
-    rest_ours = step_ms[ours_name] - cores[ours_name]
+        print(f'{name:28s} {step_ms[name]:8.1f} {cores[name]:9.1f} {rest[name]:8.1f}')
     print(f'attention core: ours {cores[theirs_name] / cores[ours_name]:.2f}x faster; '
-          f'step ratio with a free core: {step_ms[theirs_name] / rest_ours:.2f}x at most')
+          f'step ratio with a free core: {step_ms[theirs_name] / rest[ours_name]:.2f}x at most')
 
 
 if __name__ == '__main__':
