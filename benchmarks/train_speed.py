@@ -8,6 +8,12 @@ ratios (convention 11: absolute numbers are noise on a shared machine).
 
     python benchmarks/train_speed.py [--config CFG] [--batch 2] [--size 256 256]
                                      [--iters 10] [--warmup 2] [--device cpu|cuda]
+                                     [--amp [bfloat16|float16]]
+
+Ours runs as the config builds it (e.g. ``channels_last``, which the twin drops);
+``--amp`` adds a row for ours under autocast (what ``tools/train.py --amp`` does,
+loss scaling aside), against the same mmdet fp32 step: mmengine's AmpOptimWrapper
+refuses CPUs, so fp32 is what mmdet trains with there.
 
 Step time: the median over ``--iters`` alternating steps after ``--warmup`` each
 (bench_utils.median_ms). Peak memory: bench_utils.peak_mib of one step.
@@ -32,6 +38,7 @@ sys.path.insert(0, REPO_ROOT)
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'deformable_detr',
                           'deformable-detr_r18-tiny_1xb8-24e_synthetic.py')
 OURS_ONLY_ATTN_KEYS = ('type', 'offset_range', 'box_offset_points')
+OURS_ONLY_MODEL_KEYS = ('offset_loss', 'channels_last')
 
 
 def mmdet_twin(model_cfg: dict) -> dict:
@@ -39,7 +46,8 @@ def mmdet_twin(model_cfg: dict) -> dict:
     cfg = copy.deepcopy(model_cfg)
     cfg['type'] = 'DeformableDETR'
     cfg['bbox_head']['type'] = 'DeformableDETRHead'
-    cfg.pop('offset_loss', None)
+    for name in OURS_ONLY_MODEL_KEYS:
+        cfg.pop(name, None)
     for part, key in (('encoder', 'self_attn_cfg'), ('decoder', 'cross_attn_cfg')):
         cfg[part].pop('type', None)
         cfg[part].pop('num_cp', None)
@@ -86,8 +94,11 @@ def make_batch(model, batch: int, size, num_classes: int, device: str):
     return data
 
 
-def step(model, optimizer, data):
-    losses = model(**data, mode='loss')
+def step(model, optimizer, data, amp_dtype=None):
+    """One training step; the forward under autocast when ``amp_dtype`` is set."""
+    with torch.autocast(data['inputs'].device.type, dtype=amp_dtype,
+                        enabled=amp_dtype is not None):
+        losses = model(**data, mode='loss')
     total = sum(v.sum() for k, v in losses.items() if 'loss' in k)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -158,6 +169,8 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--amp', nargs='?', const='bfloat16', choices=['bfloat16', 'float16'],
+                        help='also time ours under autocast in this dtype (default bfloat16)')
     args = parser.parse_args(argv)
 
     ours, theirs = build_pair(args.config, args.device)
@@ -166,6 +179,12 @@ def main(argv=None):
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     steps = {name: (lambda m=m, o=optimizers[name]: step(m, o, data))
              for name, m in models.items()}
+    ours_name, theirs_name = list(models)
+    amp_name = f'deform_ext {args.amp} autocast'
+    if args.amp:
+        steps = {ours_name: steps[ours_name], amp_name: lambda: step(
+            ours, optimizers[ours_name], data, getattr(torch, args.amp)),
+            theirs_name: steps[theirs_name]}
     # the median over alternating steps, so that load changes hit both alike
     step_ms = dict(zip(steps, median_ms(list(steps.values()), args.iters, args.warmup,
                                         args.device)))
@@ -173,13 +192,15 @@ def main(argv=None):
 
     print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
           f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
-          f'{torch.get_num_threads()} threads')
+          f'{torch.get_num_threads()} threads, ours channels_last='
+          f'{getattr(ours, "channels_last", False)}')
     print(f'{"":28s} {"iter/s":>8s} {"peak MiB":>9s}')
-    for name in models:
+    for name in steps:
         print(f'{name:28s} {1e3 / step_ms[name]:8.3f} {peaks[name]:9.1f}')
-    ours_name, theirs_name = list(models)
-    print(f'{"ratio (ours / mmdet)":28s} {step_ms[theirs_name] / step_ms[ours_name]:7.2f}x '
-          f'{peaks[ours_name] / peaks[theirs_name]:8.2f}x')
+    for name, label in ((ours_name, 'ours'), (amp_name, f'ours {args.amp}')):
+        if name in steps:
+            print(f'{f"ratio ({label} / mmdet)":28s} {step_ms[theirs_name] / step_ms[name]:7.2f}x '
+                  f'{peaks[name] / peaks[theirs_name]:8.2f}x')
     cores = dict(zip(models, core_ms(models, optimizers, data, args.device, args.iters)))
     rest = {name: step_ms[name] - cores[name] for name in models}
     print(f'\n{"ms per step":28s} {"step":>8s} {"attn core":>9s} {"rest":>8s}')

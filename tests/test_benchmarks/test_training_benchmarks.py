@@ -30,10 +30,12 @@ def test_grad_checkpoint_reports_identical_gradients_and_both_rows():
 
 
 def test_train_speed_reports_both_models_and_the_ratio():
-    out = run_benchmark('train_speed.py', *TINY, '--warmup', '0')
-    for name in ('deform_ext (MSDeformAttn)', 'mmdet (mmcv MSDA)'):
+    out = run_benchmark('train_speed.py', *TINY, '--warmup', '0', '--amp')
+    for name in ('deform_ext (MSDeformAttn)', 'deform_ext bfloat16 autocast',
+                 'mmdet (mmcv MSDA)'):
         assert re.search(rf'^{re.escape(name)} +\d+\.\d+ +\d+\.\d$', out, re.M), out
-    assert re.search(r'^ratio \(ours / mmdet\) +\d+\.\d+x +\d+\.\d+x$', out, re.M), out
+    for ours in ('ours', 'ours bfloat16'):
+        assert re.search(rf'^ratio \({ours} / mmdet\) +\d+\.\d+x +\d+\.\d+x$', out, re.M), out
     rows = re.findall(r'^(deform_ext \(MSDeformAttn\)|mmdet \(mmcv MSDA\)) +(\d+\.\d) +(\d+\.\d) '
                       r'+(-?\d+\.\d)$', out, re.M)
     assert len(rows) == 2, out  # step, attention core and rest, ms

@@ -18,7 +18,10 @@ the same weights it computes the same numbers. Differences:
 - the two-stage proposal position embedding has ``embed_dims // 2`` features per
   box coordinate (mmdet 3.3 hard-codes 128, which only fits ``embed_dims=256``);
 - ``offset_loss`` (e.g. ``dict(type='OffsetL1Loss', loss_weight=1e-4)``) adds a
-  regularisation loss on the sampling offsets of every deformable attention.
+  regularisation loss on the sampling offsets of every deformable attention;
+- ``channels_last=True`` runs backbone and neck in the channels-last memory format
+  (oneDNN's fast convolution layout on CPUs; tensor-core friendly on GPUs under
+  autocast). Same parameters and numbers up to rounding; off by default.
 """
 import copy
 import math
@@ -58,14 +61,31 @@ class DeformDETR(DeformableDETR):
         offset_loss (dict, optional): a loss over the sampling offsets, shape
             (bs, num_queries, num_heads, num_levels, num_points, 2) per attention
             module, added to the losses as ``loss_offset``. None: no such loss.
+        channels_last (bool): images (bs, 3, H, W) and the 4-d weights of
+            backbone and neck in ``torch.channels_last`` memory format. Default False.
 
     Shapes: images (bs, 3, H, W) in; per image up to ``test_cfg.max_per_img``
     boxes out; internally queries are (bs, num_queries, embed_dims).
     """
 
-    def __init__(self, *args, offset_loss: Optional[dict] = None, **kwargs) -> None:
+    def __init__(self, *args, offset_loss: Optional[dict] = None,
+                 channels_last: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.offset_loss = _build(offset_loss) if offset_loss is not None else None
+        self.channels_last = channels_last
+        if channels_last:
+            # in place: initialisers and load_state_dict write into these tensors
+            # and keep their strides
+            self.backbone.to(memory_format=torch.channels_last)
+            if self.with_neck:
+                self.neck.to(memory_format=torch.channels_last)
+
+    def extract_feat(self, batch_inputs: Tensor):
+        """Multi-level features of images (bs, 3, H, W), as mmdet's; the images go
+        in as channels-last when ``channels_last`` is set."""
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
+        return super().extract_feat(batch_inputs)
 
     def _init_layers(self) -> None:
         """Positional encoding, encoder, decoder, queries and level embeddings."""

@@ -132,7 +132,9 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         weights = weights.softmax(-1).view(bs, num_queries, heads, levels, points)
 
         if reference_points.shape[-1] == 2:
-            normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
+            # (w, h) in offsets' dtype: dividing by an int64 tensor takes a slow
+            # mixed-dtype path (3-4 ms per encoder call on a CPU); same values
+            normalizer = spatial_shapes.flip(-1).to(offsets.dtype)
             locations = reference_points[:, :, None, :, None, :] \
                 + offsets / normalizer[None, None, None, :, None, :]
         elif reference_points.shape[-1] == 4:

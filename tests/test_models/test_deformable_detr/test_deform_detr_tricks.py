@@ -1,5 +1,6 @@
-"""Training tricks of DeformDETR: offset L1 regularisation and gradient checkpointing
-of encoder layers (the offset range limit is tested on the module)."""
+"""Training tricks of DeformDETR: offset L1 regularisation, gradient checkpointing
+of encoder layers and channels-last convolutions (the offset range limit is tested
+on the module)."""
 import torch
 from torch.profiler import profile
 
@@ -91,3 +92,33 @@ def test_encoder_gradient_checkpointing_same_gradients_less_memory():
     print(f'peak CPU memory, forward+backward: {peaks[0] / 2**20:.1f} MiB plain, '
           f'{peaks[1] / 2**20:.1f} MiB with 2 encoder layers checkpointed')
     assert peaks[1] < 0.85 * peaks[0]
+
+
+def test_channels_last_same_losses_gradients_and_checkpoints():
+    cfg = tiny_detr_cfg(enc_layers=1, dec_layers=1)
+    plain = build(cfg).train()
+    fast = build(dict(cfg, channels_last=True)).train()
+    fast.load_state_dict(plain.state_dict())
+    channels_last = torch.channels_last
+    for module in (fast.backbone, fast.neck):
+        convs = [p for p in module.parameters() if p.dim() == 4]
+        assert convs and all(p.is_contiguous(memory_format=channels_last) for p in convs)
+
+    data = tiny_batch(plain, dtype=torch.float32)
+    results = []
+    for model in (plain, fast):
+        torch.manual_seed(1)
+        losses = model(**data, mode='loss')
+        total_loss(losses).backward()
+        results.append((losses, {n: p.grad for n, p in model.named_parameters()
+                                 if p.grad is not None}))
+    (losses, grads), (fast_losses, fast_grads) = results
+    for key in losses:  # the same numbers up to float32 rounding of the convolutions
+        torch.testing.assert_close(fast_losses[key], losses[key], rtol=1e-4, atol=1e-6)
+    assert grads.keys() == fast_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(fast_grads[name], grads[name], rtol=1e-3, atol=1e-5)
+    # Its checkpoints load into a model without the option, and back.
+    plain.load_state_dict(fast.state_dict())
+    fast.load_state_dict(plain.state_dict())
+    assert fast.backbone.conv1.weight.is_contiguous(memory_format=channels_last)
