@@ -9,6 +9,7 @@ ratios (convention 11: absolute numbers are noise on a shared machine).
     python benchmarks/train_speed.py [--config CFG] [--batch 2] [--size 256 256]
                                      [--iters 10] [--warmup 2] [--device cpu|cuda]
                                      [--amp [bfloat16|float16]]
+                                     [--cfg-options model.channels_last=False ...]
 
 Ours runs as the config builds it (e.g. ``channels_last``, which the twin drops);
 ``--amp`` adds a row for ours under autocast (what ``tools/train.py --amp`` does,
@@ -32,6 +33,7 @@ import sys
 
 import torch
 from bench_utils import median_ms, peak_mib
+from mmengine.config import DictAction
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -67,13 +69,15 @@ def strip_init_cfg(node):
     return node
 
 
-def build_pair(config: str, device: str):
+def build_pair(config: str, device: str, cfg_options: dict = None):
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     import deform_ext  # noqa: F401
     from deform_ext.models import init_weights_quietly
-    model_cfg = strip_init_cfg(Config.fromfile(config).model.to_dict())
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(cfg_options or {})
+    model_cfg = strip_init_cfg(cfg.model.to_dict())
     with DefaultScope.overwrite_default_scope('deform_ext'):
         torch.manual_seed(0)
         ours = MODELS.build(copy.deepcopy(model_cfg))
@@ -171,9 +175,11 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', nargs='?', const='bfloat16', choices=['bfloat16', 'float16'],
                         help='also time ours under autocast in this dtype (default bfloat16)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config keys, as tools/train.py')
     args = parser.parse_args(argv)
 
-    ours, theirs = build_pair(args.config, args.device)
+    ours, theirs = build_pair(args.config, args.device, args.cfg_options)
     data = make_batch(ours, args.batch, args.size, ours.bbox_head.num_classes, args.device)
     models = {'deform_ext (MSDeformAttn)': ours, 'mmdet (mmcv MSDA)': theirs}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
@@ -193,13 +199,15 @@ def main(argv=None):
     print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
           f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
           f'{torch.get_num_threads()} threads, ours channels_last='
-          f'{getattr(ours, "channels_last", False)}')
+          f'{getattr(ours, "channels_last", False)}'
+          + (f', options {args.cfg_options}' if args.cfg_options else ''))
     print(f'{"":28s} {"iter/s":>8s} {"peak MiB":>9s}')
     for name in steps:
         print(f'{name:28s} {1e3 / step_ms[name]:8.3f} {peaks[name]:9.1f}')
     for name, label in ((ours_name, 'ours'), (amp_name, f'ours {args.amp}')):
         if name in steps:
-            print(f'{f"ratio ({label} / mmdet)":28s} {step_ms[theirs_name] / step_ms[name]:7.2f}x '
+            ratio = f'ratio ({label} / mmdet)'
+            print(f'{ratio:28s} {step_ms[theirs_name] / step_ms[name]:8.2f}x '
                   f'{peaks[name] / peaks[theirs_name]:8.2f}x')
     cores = dict(zip(models, core_ms(models, optimizers, data, args.device, args.iters)))
     rest = {name: step_ms[name] - cores[name] for name in models}

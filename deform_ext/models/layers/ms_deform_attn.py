@@ -132,11 +132,12 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         weights = weights.softmax(-1).view(bs, num_queries, heads, levels, points)
 
         if reference_points.shape[-1] == 2:
-            # (w, h) in offsets' dtype: dividing by an int64 tensor takes a slow
-            # mixed-dtype path (3-4 ms per encoder call on a CPU); same values
-            normalizer = spatial_shapes.flip(-1).to(offsets.dtype)
-            locations = reference_points[:, :, None, :, None, :] \
-                + offsets / normalizer[None, None, None, :, None, :]
+            # (w, h) per level, spelt out as a contiguous (levels, points, 2) block in
+            # offsets' dtype: an int64 divisor or one broadcast inside that block takes
+            # a scalar loop several times slower on CPUs; the quotients are the same
+            normalizer = spatial_shapes.flip(-1).to(offsets.dtype)[:, None, :] \
+                .expand(levels, points, 2).contiguous()
+            locations = reference_points[:, :, None, :, None, :] + offsets / normalizer
         elif reference_points.shape[-1] == 4:
             locations = reference_points[:, :, None, :, None, :2] \
                 + offsets / self.box_offset_points \
