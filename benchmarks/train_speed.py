@@ -30,6 +30,7 @@ import contextlib
 import copy
 import os.path as osp
 import sys
+from typing import Optional
 
 import torch
 from bench_utils import median_ms, peak_mib
@@ -69,14 +70,16 @@ def strip_init_cfg(node):
     return node
 
 
-def build_pair(config: str, device: str, cfg_options: dict = None):
+def build_pair(config: str, device: str, cfg_options: Optional[dict] = None):
     from mmdet.registry import MODELS
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
     import deform_ext  # noqa: F401
     from deform_ext.models import init_weights_quietly
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(cfg_options or {})
+    from deform_ext.utils import check_top_level_keys, load_config
+    cfg = load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+        check_top_level_keys(cfg, source='--cfg-options')
     model_cfg = strip_init_cfg(cfg.model.to_dict())
     with DefaultScope.overwrite_default_scope('deform_ext'):
         torch.manual_seed(0)
@@ -175,7 +178,7 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', nargs='?', const='bfloat16', choices=['bfloat16', 'float16'],
                         help='also time ours under autocast in this dtype (default bfloat16)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, as tools/train.py')
     args = parser.parse_args(argv)
 
@@ -183,14 +186,16 @@ def main(argv=None):
     data = make_batch(ours, args.batch, args.size, ours.bbox_head.num_classes, args.device)
     models = {'deform_ext (MSDeformAttn)': ours, 'mmdet (mmcv MSDA)': theirs}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
-    steps = {name: (lambda m=m, o=optimizers[name]: step(m, o, data))
-             for name, m in models.items()}
     ours_name, theirs_name = list(models)
-    amp_name = f'deform_ext {args.amp} autocast'
+    # steps timed, in print order, and the label of each of ours in the ratio rows
+    steps = {ours_name: lambda: step(ours, optimizers[ours_name], data)}
+    ratio_labels = {ours_name: 'ours'}
     if args.amp:
-        steps = {ours_name: steps[ours_name], amp_name: lambda: step(
-            ours, optimizers[ours_name], data, getattr(torch, args.amp)),
-            theirs_name: steps[theirs_name]}
+        amp_name = f'deform_ext {args.amp} autocast'
+        steps[amp_name] = lambda: step(ours, optimizers[ours_name], data,
+                                       getattr(torch, args.amp))
+        ratio_labels[amp_name] = f'ours {args.amp}'
+    steps[theirs_name] = lambda: step(theirs, optimizers[theirs_name], data)
     # the median over alternating steps, so that load changes hit both alike
     step_ms = dict(zip(steps, median_ms(list(steps.values()), args.iters, args.warmup,
                                         args.device)))
@@ -198,17 +203,15 @@ def main(argv=None):
 
     print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
           f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
-          f'{torch.get_num_threads()} threads, ours channels_last='
-          f'{getattr(ours, "channels_last", False)}'
+          f'{torch.get_num_threads()} threads, ours channels_last={ours.channels_last}'
           + (f', options {args.cfg_options}' if args.cfg_options else ''))
     print(f'{"":28s} {"iter/s":>8s} {"peak MiB":>9s}')
     for name in steps:
         print(f'{name:28s} {1e3 / step_ms[name]:8.3f} {peaks[name]:9.1f}')
-    for name, label in ((ours_name, 'ours'), (amp_name, f'ours {args.amp}')):
-        if name in steps:
-            ratio = f'ratio ({label} / mmdet)'
-            print(f'{ratio:28s} {step_ms[theirs_name] / step_ms[name]:8.2f}x '
-                  f'{peaks[name] / peaks[theirs_name]:8.2f}x')
+    for name, label in ratio_labels.items():
+        ratio = f'ratio ({label} / mmdet)'
+        print(f'{ratio:28s} {step_ms[theirs_name] / step_ms[name]:8.2f}x '
+              f'{peaks[name] / peaks[theirs_name]:8.2f}x')
     cores = dict(zip(models, core_ms(models, optimizers, data, args.device, args.iters)))
     rest = {name: step_ms[name] - cores[name] for name in models}
     print(f'\n{"ms per step":28s} {"step":>8s} {"attn core":>9s} {"rest":>8s}')

@@ -20,8 +20,8 @@ the same weights it computes the same numbers. Differences:
 - ``offset_loss`` (e.g. ``dict(type='OffsetL1Loss', loss_weight=1e-4)``) adds a
   regularisation loss on the sampling offsets of every deformable attention;
 - ``channels_last=True`` runs backbone and neck in the channels-last memory format
-  (oneDNN's fast convolution layout on CPUs; tensor-core friendly on GPUs under
-  autocast). Same parameters and numbers up to rounding; off by default.
+  (oneDNN's fast convolution layout on CPUs; not yet measured on GPUs). Same
+  parameters and numbers up to rounding; off by default.
 """
 import copy
 import math
@@ -74,8 +74,8 @@ class DeformDETR(DeformableDETR):
         self.offset_loss = _build(offset_loss) if offset_loss is not None else None
         self.channels_last = channels_last
         if channels_last:
-            # in place: initialisers and load_state_dict write into these tensors
-            # and keep their strides
+            # the same Parameter objects get channels-last data; initialisers and
+            # load_state_dict write into it and keep its strides
             self.backbone.to(memory_format=torch.channels_last)
             if self.with_neck:
                 self.neck.to(memory_format=torch.channels_last)
