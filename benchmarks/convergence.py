@@ -17,9 +17,9 @@ where it stopped. ``--jobs J`` trains J runs at a time, each with cores/J thread
 than two in turn); each run's output goes to ``<work dir>/<model>_seed<seed>.log``.
 ``--image-size S`` trains and evaluates at S x S; unless ``--data-root`` is given, a
 size other than 256 uses a set generated at that size into
-``<work dir>/synthetic_coco_<S>`` (same seed and counts as ``make data``); at 128 an
-epoch costs about 2.5x less. ``--batch`` (default 4) replaces the configs' 8, which
-converged more slowly per epoch (configs/deformable_detr/README.md has the figures).
+``<work dir>/synthetic_coco_<S>`` (same seed and counts as ``make data``).
+``--batch`` (default 4) replaces the configs' 8, which converged more slowly per epoch
+(configs/deformable_detr/README.md has the figures).
 """
 import argparse
 import glob

@@ -1,5 +1,5 @@
-// Multi-scale deformable attention (MSDA): declarations shared by the CPU kernels,
-// the op registration and future device back ends.
+// Multi-scale deformable attention (ms_deform_attn): declarations shared by the CPU
+// kernels, the input checks and the CUDA launchers.
 //
 // Shapes (mmcv conventions):
 //   value               (bs, num_keys, num_heads, head_dims)
