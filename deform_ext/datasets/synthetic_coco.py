@@ -1,20 +1,13 @@
-"""A synthetic COCO-format detection data set: coloured shapes on textured backgrounds.
+"""The synthetic COCO-format detection data set: coloured shapes on textured
+backgrounds, written as PNG images and COCO annotation files.
+
+What is drawn lives in :mod:`.synthetic_shapes` (classes, outlines, placement and
+occlusion) and :mod:`.synthetic_rendering` (background, colours); this module
+seeds each image, writes the files and the manifest, and checks the arguments.
 
 Every image is drawn from its own random generator, ``PCG64(SeedSequence((seed,
 split_code, index)))``, so the output is byte-identical for a given seed whatever
 the order of generation, and train and val images never share a stream.
-
-Geometry. A shape is a polygon in pixel-edge coordinates (pixel ``(x, y)`` covers
-``[x, x + 1) x [y, y + 1)``, as in COCO) and is rasterised by an even-odd fill
-sampled at pixel centres. A ring is one "keyhole" polygon: the outer circle, a
-zero-width cut to the inner circle and the inner circle traversed backwards, which
-encodes the hole in a single COCO polygon. Shapes lie wholly inside the image.
-
-Occlusion. Shapes are placed in order of decreasing size; later shapes cover
-earlier ones. A placement that would leave any earlier shape with less than
-``min_visible_fraction`` of its pixels visible (measured on the rasterised masks) is
-rejected and re-drawn elsewhere or smaller, or the new shape is dropped, so every
-painted shape is annotated and at least that fraction of it is visible.
 
 Annotations are amodal: ``segmentation`` is the polygon of the full shape, ``bbox``
 its extent ``[x, y, w, h]`` (the full shape's box, not the visible part's) and
@@ -24,199 +17,20 @@ painting order, so a later annotation of an image may cover an earlier one.
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
-CLASSES = ('circle', 'square', 'triangle', 'star', 'ring', 'cross')
+from .synthetic_rendering import render_image
+from .synthetic_shapes import CLASSES, PlacedShape
+
+__all__ = ['CLASSES', 'generate_synthetic_coco', 'summarise']
+
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val')
 MANIFEST_NAME = 'manifest.json'
 SMALL_AREA, LARGE_AREA = 32**2, 96**2  # COCO's size buckets
-MIN_COLOUR_DISTANCE = 120.0  # RGB distance of a shape's colour to the background's
-PLACEMENT_TRIES = 12  # random positions tried before a shape is shrunk
-SHRINK_FACTOR = 0.75
-SIZE_SKEW = 0.75  # exponent on the uniform variate of log-size; 1 is log-uniform
-
-
-@dataclass
-class PlacedShape:
-    """One shape in an image: ``polygon`` is (K, 2) float64 x, y image coordinates;
-    ``area`` and ``visible`` are pixel counts of the full and the visible mask."""
-    label: int
-    polygon: np.ndarray
-    area: int
-    visible: int
-
-
-def rasterise_polygon(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Even-odd fill of ``polygon`` ((K, 2) x, y), sampled at pixel centres.
-
-    Returns bool (height, width); pixel (row, col) is inside when its centre is.
-    """
-    start, end = polygon, np.roll(polygon, -1, axis=0)
-    rows = np.arange(height)[:, None] + 0.5  # (H, 1)
-    crosses = (start[:, 1] <= rows) != (end[:, 1] <= rows)  # (H, K); never horizontal
-    with np.errstate(divide='ignore', invalid='ignore'):
-        t = (rows - start[:, 1]) / (end[:, 1] - start[:, 1])
-    x_cross = np.where(crosses, start[:, 0] + t * (end[:, 0] - start[:, 0]), -np.inf)
-    columns = np.arange(width) + 0.5  # (W,)
-    crossings_right = (x_cross[:, :, None] > columns).sum(axis=1)  # (H, W)
-    return crossings_right % 2 == 1
-
-
-def _regular_polygon(num_vertices: int, radius: float = 1.0,
-                     phase: float = 0.0) -> np.ndarray:
-    """(num_vertices, 2) vertices on a circle of ``radius`` about the origin."""
-    angles = phase + 2 * np.pi * np.arange(num_vertices) / num_vertices
-    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-
-
-def unit_outline(class_name: str, rng: np.random.Generator) -> np.ndarray:
-    """(K, 2) outline of ``class_name`` centred at the origin, circumradius 1."""
-    if class_name == 'circle':
-        return _regular_polygon(48)
-    if class_name == 'square':
-        return _regular_polygon(4, phase=np.pi / 4)
-    if class_name == 'triangle':
-        return _regular_polygon(3, phase=-np.pi / 2)
-    if class_name == 'star':
-        tips = _regular_polygon(5, phase=-np.pi / 2)
-        notches = _regular_polygon(5, radius=0.45, phase=-np.pi / 2 + np.pi / 5)
-        return np.stack([tips, notches], axis=1).reshape(-1, 2)
-    if class_name == 'ring':
-        outer = np.concatenate([_regular_polygon(48), [[1.0, 0.0]]])
-        inner = outer[::-1] * rng.uniform(0.45, 0.65)
-        return np.concatenate([outer, inner])
-    if class_name == 'cross':
-        a = rng.uniform(0.22, 0.35)  # half-width of an arm, arm length 1
-        outline = np.array([
-            [a, 1], [a, a], [1, a], [1, -a], [a, -a], [a, -1],
-            [-a, -1], [-a, -a], [-1, -a], [-1, a], [-a, a], [-a, 1]])
-        return outline / np.hypot(1.0, a)
-    raise ValueError(f'unknown class_name {class_name!r}; expected one of {CLASSES}')
-
-
-def textured_background(rng: np.random.Generator, height: int,
-                        width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A blurred, low-contrast texture about a random base colour.
-
-    Sums a linear gradient, tinted blotches (upsampled coarse noise), stripes or a
-    checkerboard (or neither) and pixel noise. Returns the background, uint8
-    (height, width, 3), and its base colour, float64 (3,).
-    """
-    base = rng.uniform(40, 215, size=3)
-    ys, xs = np.mgrid[0:height, 0:width] / max(height, width)  # each (H, W) in [0, 1)
-    gradient_angle, pattern_angle = rng.uniform(0, 2 * np.pi, size=2)
-    ramp = xs * np.cos(gradient_angle) + ys * np.sin(gradient_angle)
-    texture = ramp[..., None] * rng.uniform(-25, 25, size=3)
-    coarse = rng.normal(size=rng.integers(2, 9, size=2)).astype(np.float32)
-    blotches = np.asarray(Image.fromarray(coarse).resize(
-        (width, height), Image.Resampling.BILINEAR))
-    texture += blotches[..., None] * rng.uniform(-10, 10, size=3)
-    u = (xs * np.cos(pattern_angle) + ys * np.sin(pattern_angle)) * max(height, width)
-    v = (ys * np.cos(pattern_angle) - xs * np.sin(pattern_angle)) * max(height, width)
-    period, pattern_kind = rng.uniform(6, 32), rng.integers(3)
-    stripes = np.sign(np.sin(2 * np.pi * u / period))
-    pattern = (0.0, stripes, stripes * np.sign(np.sin(2 * np.pi * v / period)))
-    texture += np.asarray(pattern[pattern_kind])[..., None] * rng.uniform(3, 10)
-    texture += rng.normal(scale=rng.uniform(2, 8), size=(height, width, 3))
-    image = Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8))
-    blurred = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
-    return np.asarray(blurred), base
-
-
-def contrasting_colour(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
-    """A random uint8 (3,) colour at least MIN_COLOUR_DISTANCE from ``base`` (3,)."""
-    for _ in range(32):
-        colour = rng.uniform(0, 255, size=3)
-        if np.linalg.norm(colour - base) >= MIN_COLOUR_DISTANCE:
-            return colour.round().astype(np.uint8)
-    return np.where(base < 128, 255, 0).astype(np.uint8)
-
-
-def _try_to_place(rng: np.random.Generator, label: int, outline: np.ndarray,
-                  owner: np.ndarray, shapes: list[PlacedShape],
-                  min_visible_fraction: float) -> PlacedShape | None:
-    """Place ``outline`` ((K, 2) about the origin, in pixels) at a random position
-    where every earlier shape stays visible enough; paints it into ``owner`` (int16
-    (H, W), index of the shape at each pixel, -1 for none) and updates ``shapes``.
-    """
-    local = outline + rng.uniform(0, 1, size=2)  # random sub-pixel offset
-    corner = np.floor(local.min(axis=0)).astype(int)
-    extent = np.ceil(local.max(axis=0)).astype(int) - corner  # (width, height)
-    room = np.array(owner.shape[::-1]) - extent
-    if np.any(room < 0):
-        return None
-    mask = rasterise_polygon(local - corner, extent[1], extent[0])  # (h, w)
-    full_areas = np.array([shape.area for shape in shapes], dtype=np.int64)
-    visible = np.array([shape.visible for shape in shapes], dtype=np.int64)
-    for _ in range(PLACEMENT_TRIES):
-        x0, y0 = rng.integers(0, room + 1)
-        region = owner[y0:y0 + extent[1], x0:x0 + extent[0]]  # a view into owner
-        lost = np.bincount(region[mask] + 1, minlength=len(shapes) + 1)[1:]
-        if np.all(visible - lost >= min_visible_fraction * full_areas):
-            for shape, lost_pixels in zip(shapes, lost):
-                shape.visible -= int(lost_pixels)
-            region[mask] = len(shapes)
-            area = int(mask.sum())
-            return PlacedShape(label=label, polygon=local - corner + (x0, y0),
-                               area=area, visible=area)
-    return None
-
-
-def layout_shapes(rng: np.random.Generator, height: int, width: int, *,
-                  num_shapes: int, object_size: tuple[float, float],
-                  min_visible_fraction: float) -> tuple[list[PlacedShape], np.ndarray]:
-    """Place up to ``num_shapes`` shapes, largest first, each rotated at random.
-
-    Sizes (circumscribed diameters, pixels) lie in ``object_size``, capped at 90% of
-    the shorter image side; their logarithms are uniform variates raised to the
-    power SIZE_SKEW (< 1 favours large sizes), scaled to that range. A shape that
-    finds no place is shrunk until it fits or falls below the smallest size.
-    Returns the shapes and the int16 (height, width) map of the shape index painted
-    at each pixel (-1: none).
-    """
-    owner = np.full((height, width), -1, dtype=np.int16)
-    largest = min(object_size[1], 0.9 * min(height, width))
-    smallest = min(object_size[0], largest)
-    skewed = rng.uniform(size=num_shapes) ** SIZE_SKEW  # favours larger sizes
-    log_sizes = np.log(smallest) + skewed * np.log(largest / smallest)
-    labels = rng.integers(len(CLASSES), size=num_shapes)
-    shapes: list[PlacedShape] = []
-    for size, label in zip(np.sort(np.exp(log_sizes))[::-1], labels):
-        angle = rng.uniform(0, 2 * np.pi)
-        rotation = np.array([[np.cos(angle), -np.sin(angle)],
-                             [np.sin(angle), np.cos(angle)]])
-        outline = unit_outline(CLASSES[label], rng) @ rotation.T
-        while size >= smallest:
-            shape = _try_to_place(rng, int(label), outline * size / 2, owner, shapes,
-                                  min_visible_fraction)
-            if shape is not None:
-                shapes.append(shape)
-                break
-            size *= SHRINK_FACTOR
-    return shapes, owner
-
-
-def render_image(rng: np.random.Generator, height: int, width: int, *,
-                 objects_per_image: tuple[int, int], object_size: tuple[float, float],
-                 min_visible_fraction: float) -> tuple[np.ndarray, list[PlacedShape]]:
-    """One image, uint8 (height, width, 3), and its shapes in painting order."""
-    background, base = textured_background(rng, height, width)
-    num_shapes = rng.integers(objects_per_image[0], objects_per_image[1] + 1)
-    shapes, owner = layout_shapes(rng, height, width, num_shapes=num_shapes,
-                                  object_size=object_size,
-                                  min_visible_fraction=min_visible_fraction)
-    palette = np.array([contrasting_colour(rng, base) for _ in shapes],
-                       dtype=np.uint8).reshape(-1, 3)
-    image = background.copy()
-    covered = owner >= 0
-    image[covered] = palette[owner[covered]]
-    softened = Image.fromarray(image).filter(ImageFilter.GaussianBlur(0.6))
-    return np.asarray(softened), shapes
 
 
 def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:

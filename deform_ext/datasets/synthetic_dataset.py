@@ -3,7 +3,7 @@ from mmdet.datasets import CocoDataset
 
 from deform_ext.registry import DATASETS
 
-from .synthetic_coco import CLASSES
+from .synthetic_shapes import CLASSES
 
 
 @DATASETS.register_module()
