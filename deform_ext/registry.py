@@ -5,8 +5,11 @@ first and then in mmdet's and mmengine's registries. Under mmdet's scope a confi
 reaches our components with the scoped name ``type='deform_ext.Name'`` after
 ``custom_imports=dict(imports=['deform_ext'])``.
 """
+import copy
+from typing import Any, Optional
+
 from mmdet import registry as mmdet_registry
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry
 
 SCOPE = 'deform_ext'
 
@@ -42,6 +45,23 @@ TASK_UTILS = _child(mmdet_registry.TASK_UTILS)
 VISUALIZERS = _child(mmdet_registry.VISUALIZERS)
 VISBACKENDS = _child(mmdet_registry.VISBACKENDS)
 LOG_PROCESSORS = _child(mmdet_registry.LOG_PROCESSORS)
+
+
+def build_in_scope(registry: Registry, cfg: dict, *, default_type=None,
+                   default_args: Optional[dict] = None) -> Any:
+    """Build ``cfg`` from ``registry`` with ``deform_ext`` as the default scope.
+
+    A bare string ``type`` then resolves in our registry and, through it, in mmdet's
+    and mmengine's, whatever the caller's default scope (under mmdet's, a bare name
+    of ours would not be found). ``default_type`` (a name or a class) is used when
+    ``cfg`` has no ``type``; ``default_args`` fill keys that ``cfg`` lacks. ``cfg``
+    is deep-copied, so the built object never shares or changes the caller's dicts.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    if default_type is not None:
+        cfg.setdefault('type', default_type)
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        return registry.build(cfg, default_args=default_args)
 
 
 def register_all_modules() -> None:

@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import pytest
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
-from deform_ext.registry import DATASETS, MODELS, SCOPE
+from deform_ext.registry import DATASETS, MODELS, SCOPE, build_in_scope
 
 
 def dataset_cfg(type_name, data_root):
@@ -14,7 +14,7 @@ def dataset_cfg(type_name, data_root):
                 data_prefix=dict(img='val/'), pipeline=[], test_mode=True)
 
 
-def build_in_scope(scope, cfg):
+def build_dataset_in(scope, cfg):
     from mmdet.registry import DATASETS as MMDET_DATASETS
     with DefaultScope.overwrite_default_scope(scope):
         return MMDET_DATASETS.build(cfg)
@@ -27,18 +27,40 @@ def test_registries_are_children_of_mmdet():
 
 
 def test_our_scope_resolves_our_names_and_mmdet_names(tiny_coco):
-    dataset = build_in_scope('deform_ext', dataset_cfg('SyntheticCocoDataset', tiny_coco))
+    dataset = build_dataset_in('deform_ext', dataset_cfg('SyntheticCocoDataset', tiny_coco))
     assert type(dataset).__name__ == 'SyntheticCocoDataset' and len(dataset) == 8
-    mmdet_dataset = build_in_scope('deform_ext', dataset_cfg('CocoDataset', tiny_coco))
+    mmdet_dataset = build_dataset_in('deform_ext', dataset_cfg('CocoDataset', tiny_coco))
     assert type(mmdet_dataset).__name__ == 'CocoDataset'
 
 
 def test_mmdet_scope_needs_the_scoped_name(tiny_coco):
-    init_default_scope('mmdet')
-    dataset = build_in_scope('mmdet', dataset_cfg('deform_ext.SyntheticCocoDataset', tiny_coco))
+    dataset = build_dataset_in('mmdet', dataset_cfg('deform_ext.SyntheticCocoDataset', tiny_coco))
     assert type(dataset).__name__ == 'SyntheticCocoDataset'
     with pytest.raises(KeyError, match='SyntheticCocoDataset is not in the mmdet::dataset'):
-        build_in_scope('mmdet', dataset_cfg('SyntheticCocoDataset', tiny_coco))
+        build_dataset_in('mmdet', dataset_cfg('SyntheticCocoDataset', tiny_coco))
+
+
+def test_build_in_scope_resolves_our_bare_names_under_mmdet_scope():
+    cfg = dict(type='MSDeformAttn', embed_dims=8, num_heads=2)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        with pytest.raises(KeyError, match='MSDeformAttn is not in the mmdet::model'):
+            MODELS.build(cfg)
+        attention = build_in_scope(MODELS, cfg)
+        assert DefaultScope.get_current_instance().scope_name == 'mmdet'
+    assert type(attention).__name__ == 'MSDeformAttn'
+
+
+def test_build_in_scope_defaults_and_leaves_the_config_alone():
+    from deform_ext.models.layers import MSDeformAttn
+    cfg = dict(embed_dims=8, num_levels=2)
+    attention = build_in_scope(MODELS, cfg, default_type=MSDeformAttn,
+                               default_args=dict(num_heads=2, num_levels=3))
+    assert isinstance(attention, MSDeformAttn)
+    assert (attention.num_heads, attention.num_levels) == (2, 2)
+    assert cfg == dict(embed_dims=8, num_levels=2)
+    explicit = build_in_scope(MODELS, dict(type='FFN', embed_dims=8, feedforward_channels=16),
+                              default_type=MSDeformAttn)
+    assert type(explicit).__name__ == 'FFN'
 
 
 def test_custom_imports_from_an_unmodified_mmdet_config(tmp_path, tiny_coco):

@@ -20,10 +20,9 @@ the same weights it computes the same numbers. Differences:
 - ``offset_loss`` (e.g. ``dict(type='OffsetL1Loss', loss_weight=1e-4)``) adds a
   regularisation loss on the sampling offsets of every deformable attention;
 - ``channels_last=True`` runs backbone and neck in the channels-last memory format
-  (oneDNN's fast convolution layout on CPUs; not yet measured on GPUs). Same
+  (oneDNN's fast convolution layout on CPUs; unmeasured on GPUs). Same
   parameters and numbers up to rounding; off by default.
 """
-import copy
 import math
 from typing import Dict, List, Optional, Union
 
@@ -31,22 +30,11 @@ import torch
 from mmdet.models.detectors import DeformableDETR
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.structures import SampleList
-from mmengine.registry import DefaultScope
 from torch import Tensor, nn
 
-from deform_ext.registry import MODELS, SCOPE
+from deform_ext.registry import MODELS, build_in_scope
 from ..layers.deformable_detr_layers import DeformableDecoder, DeformableEncoder
 from ..layers.ms_deform_attn import MSDeformAttn
-
-
-def _build(cfg, default_type=None):
-    """Build a sub-module in deform_ext's scope (our bare names and mmdet's resolve,
-    whatever the caller's default scope)."""
-    cfg = copy.deepcopy(dict(cfg))
-    if default_type is not None:
-        cfg.setdefault('type', default_type)
-    with DefaultScope.overwrite_default_scope(SCOPE):
-        return MODELS.build(cfg)
 
 
 @MODELS.register_module()
@@ -71,7 +59,8 @@ class DeformDETR(DeformableDETR):
     def __init__(self, *args, offset_loss: Optional[dict] = None,
                  channels_last: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.offset_loss = _build(offset_loss) if offset_loss is not None else None
+        self.offset_loss = (build_in_scope(MODELS, offset_loss)
+                            if offset_loss is not None else None)
         self.channels_last = channels_last
         if channels_last:
             # the same Parameter objects get channels-last data; initialisers and
@@ -90,8 +79,8 @@ class DeformDETR(DeformableDETR):
     def _init_layers(self) -> None:
         """Positional encoding, encoder, decoder, queries and level embeddings."""
         self.positional_encoding = SinePositionalEncoding(**self.positional_encoding)
-        self.encoder = _build(self.encoder, DeformableEncoder)
-        self.decoder = _build(self.decoder, DeformableDecoder)
+        self.encoder = build_in_scope(MODELS, self.encoder, default_type=DeformableEncoder)
+        self.decoder = build_in_scope(MODELS, self.decoder, default_type=DeformableDecoder)
         self.embed_dims = self.encoder.embed_dims
         if not self.as_two_stage:
             # split into query_pos and query in pre_decoder

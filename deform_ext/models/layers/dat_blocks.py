@@ -3,10 +3,9 @@
 - :class:`LayerNorm2d`: LayerNorm over the channels of a ``(bs, C, H, W)`` map.
 - :class:`DATMlp`: the two-layer GELU feed-forward of a DAT block.
 - :class:`DATBlock`: pre-norm residual block ``x + attn(norm(x))``, ``x + mlp(norm(x))``
-  whose attention is chosen by a config dict.
-- :func:`build_dat_attention`: builds an attention config from deform_ext's registry
-  whatever the default scope (bare names such as ``'DAttention'`` also work inside a
-  config that runs under mmdet's scope).
+  whose attention is chosen by a config dict, built in deform_ext's scope (bare
+  names such as ``'DAttention'`` also work inside a config that runs under mmdet's
+  scope).
 """
 from typing import Optional
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from deform_ext.registry import MODELS
+from deform_ext.registry import MODELS, build_in_scope
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -56,25 +55,6 @@ class DATMlp(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-def build_dat_attention(cfg: dict, **defaults) -> nn.Module:
-    """Build ``cfg`` (``dict(type=..., **kwargs)``) with ``defaults`` for absent keys.
-
-    Looks the type up in deform_ext's registry (and, through it, mmdet's and
-    mmengine's), not in the registry of the current default scope.
-    """
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f'an attention config must be a dict with "type", got {cfg!r}')
-    args = dict(cfg)
-    layer_type = args.pop('type')
-    cls = MODELS.get(layer_type) if isinstance(layer_type, str) else layer_type
-    if cls is None:
-        raise KeyError(f'{layer_type!r} is not a registered attention in deform_ext, '
-                       'mmdet or mmengine')
-    for key, value in defaults.items():
-        args.setdefault(key, value)
-    return cls(**args)
-
-
 class DATBlock(BaseModule):
     """A DAT transformer block: ``x + drop_path(ls1 * attn(norm1(x)))`` then
     ``x + drop_path(ls2 * mlp(norm2(x)))``.
@@ -101,7 +81,8 @@ class DATBlock(BaseModule):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.norm1 = LayerNorm2d(embed_dims)
-        self.attn = build_dat_attention(attn_cfg, embed_dims=embed_dims, num_heads=num_heads)
+        self.attn = build_in_scope(MODELS, attn_cfg,
+                                   default_args=dict(embed_dims=embed_dims, num_heads=num_heads))
         self.with_mlp = mlp_ratio > 0
         if self.with_mlp:
             self.norm2 = LayerNorm2d(embed_dims)

@@ -6,7 +6,6 @@ from a config dict (``self_attn_cfg`` / ``cross_attn_cfg`` with an optional
 the attention. The encoder checkpoints its first ``num_cp`` layers with
 ``torch.utils.checkpoint`` (mmdet needs fairscale for that).
 """
-import copy
 from typing import Optional
 
 import torch
@@ -14,34 +13,18 @@ from mmdet.models.layers.transformer.deformable_detr_layers import (
     DeformableDetrTransformerDecoder, DeformableDetrTransformerDecoderLayer,
     DeformableDetrTransformerEncoder, DeformableDetrTransformerEncoderLayer)
 from mmengine.model import ModuleList
-from mmengine.registry import DefaultScope
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from deform_ext.registry import MODELS, SCOPE
+from deform_ext.registry import MODELS, build_in_scope
 from .ms_deform_attn import MSDeformAttn
 
 
-def build_attention(cfg, default=MSDeformAttn):
-    """An attention module from ``cfg``; its ``type`` defaults to ``default``.
-
-    A string ``type`` resolves in deform_ext's scope (our names and mmdet's/mmcv's),
-    whatever the caller's default scope.
-    """
-    cfg = copy.deepcopy(dict(cfg))
-    cfg.setdefault('type', default)
-    with DefaultScope.overwrite_default_scope(SCOPE):
-        return MODELS.build(cfg)
-
-
-def _build_layers(layer_type, layer_cfg, num_layers: int) -> ModuleList:
-    layer_cfg = copy.deepcopy(dict(layer_cfg))
-    layer_type = layer_cfg.pop('type', layer_type)
-    if isinstance(layer_type, str):
-        with DefaultScope.overwrite_default_scope(SCOPE):
-            return ModuleList([MODELS.build(dict(type=layer_type, **copy.deepcopy(layer_cfg)))
-                               for _ in range(num_layers)])
-    return ModuleList([layer_type(**copy.deepcopy(layer_cfg)) for _ in range(num_layers)])
+def _build_layers(default_type, layer_cfg: dict, num_layers: int) -> ModuleList:
+    """``num_layers`` layers built from ``layer_cfg`` (``type`` defaults to
+    ``default_type``), each with its own weights."""
+    return ModuleList([build_in_scope(MODELS, layer_cfg, default_type=default_type)
+                       for _ in range(num_layers)])
 
 
 @MODELS.register_module()
@@ -57,7 +40,8 @@ class DeformableEncoderLayer(DeformableDetrTransformerEncoderLayer):
     def _init_layers(self) -> None:
         from mmcv.cnn import build_norm_layer
         from mmcv.cnn.bricks.transformer import FFN
-        self.self_attn = build_attention(self.self_attn_cfg)
+        self.self_attn = build_in_scope(MODELS, self.self_attn_cfg,
+                                        default_type=MSDeformAttn)
         self.embed_dims = self.self_attn.embed_dims
         self.ffn = FFN(**self.ffn_cfg)
         self.norms = ModuleList(
@@ -74,7 +58,8 @@ class DeformableDecoderLayer(DeformableDetrTransformerDecoderLayer):
         from mmcv.cnn import build_norm_layer
         from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
         self.self_attn = MultiheadAttention(**self.self_attn_cfg)
-        self.cross_attn = build_attention(self.cross_attn_cfg)
+        self.cross_attn = build_in_scope(MODELS, self.cross_attn_cfg,
+                                         default_type=MSDeformAttn)
         self.embed_dims = self.self_attn.embed_dims
         self.ffn = FFN(**self.ffn_cfg)
         self.norms = ModuleList(

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from deform_ext.registry import MODELS
-from ..layers.dat_blocks import LayerNorm2d, build_dat_attention
+from deform_ext.registry import MODELS, build_in_scope
+from ..layers.dat_blocks import LayerNorm2d
 
 
 @MODELS.register_module()
@@ -55,7 +55,8 @@ class DAttentionPlugin(BaseModule):
         self.norm = LayerNorm2d(in_channels)
         reduce = embed_dims != in_channels
         self.down = nn.Conv2d(in_channels, embed_dims, 1) if reduce else nn.Identity()
-        self.attn = build_dat_attention(attn_cfg, embed_dims=embed_dims, num_heads=num_heads)
+        self.attn = build_in_scope(MODELS, attn_cfg,
+                                   default_args=dict(embed_dims=embed_dims, num_heads=num_heads))
         self.up = nn.Conv2d(embed_dims, in_channels, 1) if reduce else nn.Identity()
         self.gamma = nn.Parameter(torch.full((in_channels, ), float(layer_scale_init_value)))
 
