@@ -13,24 +13,29 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
+from torch.utils.checkpoint import checkpoint
 
 from deform_ext.registry import MODELS
 from ..layers.dat_blocks import DATBlock, LayerNorm2d
 
 
-def _release_stages(depth3: int, groups: Sequence[int]) -> list:
-    """Block configs of DAT-T/S/B at 224 px: stage specs L S | L S | (L D) x n | L D."""
+def _release_stages(stage3_depth: int, deformable_groups: Sequence[int]) -> list:
+    """Block configs of DAT-T/S/B at 224 px: stage specs L S | L S | (L D) x n | L D
+    (L local window, S shifted window, D deformable; ``deformable_groups`` gives the
+    offset groups of stages 3 and 4)."""
     local = dict(type='DATLocalAttention', window_size=7)
     shifted = dict(type='DATLocalAttention', window_size=7, shift_size=4)
     # DAttention of stages 3 and 4: stride 1, offset range 2, relative position bias
     # table sized to the 224-px maps (14 and 7), offset conv kernels 5 and 3.
-    d3 = dict(type='DAttention', groups=groups[0], stride=1, offset_range_factor=2.0,
-              pe_type='table', pe_size=14, offset_kernel_size=5)
-    d4 = dict(type='DAttention', groups=groups[1], stride=1, offset_range_factor=2.0,
-              pe_type='table', pe_size=7, offset_kernel_size=3)
-    return [[local, shifted], [local, shifted], [local, d3] * (depth3 // 2), [local, d4]]
+    stage3_deformable = dict(type='DAttention', groups=deformable_groups[0], stride=1,
+                             offset_range_factor=2.0, pe_type='table', pe_size=14,
+                             offset_kernel_size=5)
+    stage4_deformable = dict(type='DAttention', groups=deformable_groups[1], stride=1,
+                             offset_range_factor=2.0, pe_type='table', pe_size=7,
+                             offset_kernel_size=3)
+    return [[local, shifted], [local, shifted],
+            [local, stage3_deformable] * (stage3_depth // 2), [local, stage4_deformable]]
 
 
 ARCH_SETTINGS = {
@@ -62,7 +67,7 @@ class DATStage(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
         return x
@@ -127,8 +132,9 @@ class DAT(BaseModule):
         self.patch_embed = nn.Sequential(
             nn.Conv2d(in_channels, dims[0], patch_size, patch_size), LayerNorm2d(dims[0]))
         depths = [len(blocks) for blocks in stage_blocks]
-        total = sum(depths)
-        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # linear
+        num_blocks = sum(depths)
+        drop_paths = [drop_path_rate * i / max(num_blocks - 1, 1)  # linear
+                      for i in range(num_blocks)]
         self.stages = nn.ModuleList()
         self.downsamples = nn.ModuleList()
         for i in range(num_stages):
@@ -137,7 +143,7 @@ class DAT(BaseModule):
                 cfg.setdefault('attn_drop', attn_drop_rate)
             start = sum(depths[:i])
             self.stages.append(DATStage(dims[i], heads[i], cfgs, mlp_ratio, drop_rate,
-                                        dpr[start:start + depths[i]], with_cp))
+                                        drop_paths[start:start + depths[i]], with_cp))
             if i < num_stages - 1:
                 self.downsamples.append(nn.Sequential(
                     nn.Conv2d(dims[i], dims[i + 1], 2, 2, bias=False), LayerNorm2d(dims[i + 1])))
@@ -164,8 +170,8 @@ class DAT(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor) -> tuple:
-        p = self.patch_size
-        x = F.pad(x, (0, (-x.shape[-1]) % p, 0, (-x.shape[-2]) % p))
+        patch = self.patch_size
+        x = F.pad(x, (0, (-x.shape[-1]) % patch, 0, (-x.shape[-2]) % patch))
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
