@@ -4,24 +4,19 @@
 # 8 px, which a stride-4 level resolves (mmdet's recipe, C3-C5 plus a stride-64 level,
 # fits COCO's larger images and pretrained backbones). It has 4x the encoder tokens,
 # a linear cost in deformable attention; a CPU step takes about 2.2x as long.
-# Convolutions run channels-last.
-_base_ = ['../_base_/datasets/synthetic_coco.py', '../_base_/default_runtime.py']
+# Convolutions run channels-last. The model: ../_base_/models/deformable-detr_r50.py.
+_base_ = [
+    '../_base_/models/deformable-detr_r50.py', '../_base_/datasets/synthetic_coco.py',
+    '../_base_/default_runtime.py'
+]
 
 embed_dims = 128
 model = dict(
-    type='DeformDETR',
     num_queries=100,
-    num_feature_levels=4,
-    with_box_refine=False,
-    as_two_stage=False,
     channels_last=True,
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
+    data_preprocessor=dict(pad_size_divisor=32),
     backbone=dict(
+        _delete_=True,
         type='ResNet',
         depth=18,
         base_channels=32,
@@ -32,49 +27,20 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=False,
         style='pytorch'),
-    neck=dict(
-        type='ChannelMapper',
-        in_channels=[32, 64, 128, 256],
-        kernel_size=1,
-        out_channels=embed_dims,
-        act_cfg=None,
-        norm_cfg=dict(type='GN', num_groups=32),
-        num_outs=4),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=embed_dims),
     encoder=dict(
         num_layers=2,
         layer_cfg=dict(
-            self_attn_cfg=dict(type='MSDeformAttn', embed_dims=embed_dims, num_heads=8,
-                               num_levels=4, num_points=4, batch_first=True),
+            self_attn_cfg=dict(embed_dims=embed_dims),
             ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0))),
     decoder=dict(
         num_layers=3,
-        return_intermediate=True,
         layer_cfg=dict(
-            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=8, dropout=0.0,
-                               batch_first=True),
-            cross_attn_cfg=dict(type='MSDeformAttn', embed_dims=embed_dims, num_heads=8,
-                                num_levels=4, num_points=4, batch_first=True),
-            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0)),
-        post_norm_cfg=None),
-    positional_encoding=dict(num_feats=embed_dims // 2, normalize=True, offset=-0.5),
-    bbox_head=dict(
-        type='DeformDETRHead',
-        num_classes=6,
-        embed_dims=embed_dims,
-        sync_cls_avg_factor=True,
-        loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                      loss_weight=2.0),
-        loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-        loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
-    train_cfg=dict(
-        assigner=dict(
-            type='HungarianAssigner',
-            match_costs=[
-                dict(type='FocalLossCost', weight=2.0),
-                dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                dict(type='IoUCost', iou_mode='giou', weight=2.0)
-            ])),
-    test_cfg=dict(max_per_img=100))
+            self_attn_cfg=dict(embed_dims=embed_dims, dropout=0.0),
+            cross_attn_cfg=dict(embed_dims=embed_dims),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0))),
+    positional_encoding=dict(num_feats=embed_dims // 2),
+    bbox_head=dict(num_classes=6, embed_dims=embed_dims))
 
 max_epochs = 24
 optim_wrapper = dict(
