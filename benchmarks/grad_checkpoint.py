@@ -16,27 +16,22 @@ import os.path as osp
 
 import torch
 from bench_utils import median_ms, peak_mib
-from train_speed import (  # train_speed also puts the repo root on sys.path
-    DEFAULT_CONFIG, REPO_ROOT, make_batch, step, strip_init_cfg)
+from mmengine.config import Config
+from train_speed import DEFAULT_CONFIG, REPO_ROOT, make_batch, step
+
+# train_speed has put the repository root on sys.path
+from deform_ext.testing import build_model, total_loss, without_init_cfg
 
 
 def build_twins(config: str, device: str):
     """(without, with) checkpointing: the same model and weights, num_cp 0 and all."""
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-
-    import deform_ext  # noqa: F401
-    from deform_ext.models import init_weights_quietly
-    from deform_ext.registry import MODELS
-    model_cfg = strip_init_cfg(Config.fromfile(config).model.to_dict())
+    model_cfg = without_init_cfg(Config.fromfile(config).model.to_dict())
     num_layers = model_cfg['encoder']['num_layers']
     models = []
     for num_cp in (0, num_layers):
         cfg = copy.deepcopy(model_cfg)
         cfg['encoder']['num_cp'] = num_cp
-        with DefaultScope.overwrite_default_scope('deform_ext'):
-            models.append(MODELS.build(cfg))
-    init_weights_quietly(models[0])
+        models.append(build_model(cfg))
     models[1].load_state_dict(models[0].state_dict())
     return [m.to(device).train() for m in models], num_layers
 
@@ -47,8 +42,7 @@ def max_grad_difference(models, data) -> float:
     for model in models:
         torch.manual_seed(2)  # the attention's dropout draws alike in both
         model.zero_grad(set_to_none=True)
-        losses = model(**data, mode='loss')
-        sum(v.sum() for k, v in losses.items() if 'loss' in k).backward()
+        total_loss(model(**data, mode='loss')).backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
     return max((grads[0][n] - grads[1][n]).abs().max().item() for n in grads[0])
 
@@ -63,7 +57,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     (plain, checkpointed), num_layers = build_twins(args.config, args.device)
-    data = make_batch(plain, args.batch, args.size, plain.bbox_head.num_classes, args.device)
+    data = make_batch(plain, args.batch, args.size)
     difference = max_grad_difference((plain, checkpointed), data)
     models = {'num_cp=0': plain, f'num_cp={num_layers}': checkpointed}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}

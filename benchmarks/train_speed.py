@@ -27,7 +27,6 @@ replayed, forward and backward, and the rest of the step is the step time less t
 """
 import argparse
 import contextlib
-import copy
 import os.path as osp
 import sys
 from typing import Optional
@@ -38,67 +37,33 @@ from mmengine.config import DictAction
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+from deform_ext.testing import (build_model, demo_batch, mmdet_twin,  # noqa: E402
+                                total_loss, without_init_cfg)
+
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'deformable_detr',
                           'deformable-detr_r18-tiny_1xb8-24e_synthetic.py')
-OURS_ONLY_ATTN_KEYS = ('type', 'offset_range', 'box_offset_points')
-OURS_ONLY_MODEL_KEYS = ('offset_loss', 'channels_last')
-
-
-def mmdet_twin(model_cfg: dict) -> dict:
-    """The same model on mmdet's classes (mmcv attention)."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg['type'] = 'DeformableDETR'
-    cfg['bbox_head']['type'] = 'DeformableDETRHead'
-    for name in OURS_ONLY_MODEL_KEYS:
-        cfg.pop(name, None)
-    for part, key in (('encoder', 'self_attn_cfg'), ('decoder', 'cross_attn_cfg')):
-        cfg[part].pop('type', None)
-        cfg[part].pop('num_cp', None)
-        for name in OURS_ONLY_ATTN_KEYS:
-            cfg[part]['layer_cfg'][key].pop(name, None)
-    if cfg.get('as_two_stage') and cfg['encoder']['layer_cfg']['self_attn_cfg'].get(
-            'embed_dims', 256) != 256:
-        raise SystemExit('mmdet 3.3 two-stage needs embed_dims=256; pick another config')
-    return cfg
-
-
-def strip_init_cfg(node):
-    if isinstance(node, dict):
-        return {k: strip_init_cfg(v) for k, v in node.items() if k != 'init_cfg'}
-    if isinstance(node, (list, tuple)):
-        return type(node)(strip_init_cfg(v) for v in node)
-    return node
 
 
 def build_pair(config: str, device: str, cfg_options: Optional[dict] = None):
-    from mmdet.registry import MODELS
-    from mmengine.registry import DefaultScope
-    import deform_ext  # noqa: F401
-    from deform_ext.models import init_weights_quietly
+    """Ours as the config builds it, and mmdet's twin with the same weights."""
     from deform_ext.utils import check_top_level_keys, load_config
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
         check_top_level_keys(cfg, source='--cfg-options')
-    model_cfg = strip_init_cfg(cfg.model.to_dict())
-    with DefaultScope.overwrite_default_scope('deform_ext'):
-        torch.manual_seed(0)
-        ours = MODELS.build(copy.deepcopy(model_cfg))
-        theirs = MODELS.build(mmdet_twin(model_cfg))
-    init_weights_quietly(ours)
+    model_cfg = without_init_cfg(cfg.model.to_dict())
+    try:
+        theirs_cfg = mmdet_twin(model_cfg)
+    except ValueError as error:
+        raise SystemExit(f'{error}; pick another config')
+    ours, theirs = build_model(model_cfg), build_model(theirs_cfg)
     theirs.load_state_dict(ours.state_dict())
     return ours.to(device).train(), theirs.to(device).train()
 
 
-def make_batch(model, batch: int, size, num_classes: int, device: str):
-    from mmdet.testing import demo_mm_inputs
-    torch.manual_seed(1)
-    packed = demo_mm_inputs(batch_size=batch, image_shapes=[(3, *size)] * batch,
-                            num_items=[6] * batch, num_classes=num_classes)
-    data = model.data_preprocessor(packed, True)
-    data['inputs'] = data['inputs'].to(device)
-    data['data_samples'] = [s.to(device) for s in data['data_samples']]
-    return data
+def make_batch(model, batch: int, size):
+    """``batch`` random images of ``size`` (H, W) with 6 boxes each, preprocessed."""
+    return demo_batch(model, [(3, *size)] * batch, [6] * batch, seed=1)
 
 
 def step(model, optimizer, data, amp_dtype=None):
@@ -106,9 +71,8 @@ def step(model, optimizer, data, amp_dtype=None):
     with torch.autocast(data['inputs'].device.type, dtype=amp_dtype,
                         enabled=amp_dtype is not None):
         losses = model(**data, mode='loss')
-    total = sum(v.sum() for k, v in losses.items() if 'loss' in k)
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    total_loss(losses).backward()
     optimizer.step()
 
 
@@ -183,7 +147,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     ours, theirs = build_pair(args.config, args.device, args.cfg_options)
-    data = make_batch(ours, args.batch, args.size, ours.bbox_head.num_classes, args.device)
+    data = make_batch(ours, args.batch, args.size)
     models = {'deform_ext (MSDeformAttn)': ours, 'mmdet (mmcv MSDA)': theirs}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     ours_name, theirs_name = list(models)

@@ -6,8 +6,7 @@ from mmengine.optim import build_optim_wrapper
 
 import deform_ext.models.layers.ms_deform_attn as msda_module
 from deform_ext.engine.optim_wrappers import AutocastOptimWrapper
-from tests.test_models.test_deformable_detr.deformable_detr_helpers import (build, tiny_batch,
-                                                                             tiny_detr_cfg)
+from deform_ext.testing import build_model, demo_batch, tiny_deformable_detr_cfg
 
 
 def wrapper_for(model, **kwargs):
@@ -51,9 +50,10 @@ def test_deform_detr_trains_under_bfloat16_autocast(monkeypatch):
     original = msda_module.ms_deform_attn
     monkeypatch.setattr(msda_module, 'ms_deform_attn',
                         lambda *a: value_dtypes.append(a[0].dtype) or original(*a))
-    model = build(tiny_detr_cfg(enc_layers=1, dec_layers=1, with_box_refine=True))
+    model = build_model(tiny_deformable_detr_cfg('deformable-detr-refine', encoder_layers=1,
+                                                 decoder_layers=1))
     wrapper = wrapper_for(model, dtype='bfloat16')
-    data = tiny_batch(model, dtype=torch.float32)
+    data = demo_batch(model, dtype=torch.float32)
     before = model.encoder.layers[0].self_attn.value_proj.weight.detach().clone()
     log = model.train_step(dict(inputs=data['inputs'], data_samples=data['data_samples']),
                            wrapper)

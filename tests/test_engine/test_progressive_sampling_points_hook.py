@@ -11,10 +11,8 @@ from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 
 from deform_ext.engine.hooks import ProgressiveSamplingPointsHook
+from deform_ext.testing import build_model, demo_batch, tiny_deformable_detr_cfg, total_loss
 from tests.conftest import DEMO_CONFIG, tiny_training_options
-from tests.test_models.test_deformable_detr.deformable_detr_helpers import (build, tiny_batch,
-                                                                             tiny_detr_cfg,
-                                                                             total_loss)
 
 
 def attention_points(model):
@@ -49,13 +47,14 @@ def test_milestones_must_grow_by_whole_factors():
 
 
 def test_switch_keeps_output_then_new_points_train_and_move():
-    model = build(tiny_detr_cfg(enc_layers=1, dec_layers=1, with_box_refine=True))
+    model = build_model(tiny_deformable_detr_cfg('deformable-detr-refine', encoder_layers=1,
+                                                 decoder_layers=1))
     params = dict(model.named_parameters())
     offsets = [p for n, p in params.items() if 'sampling_offsets' in n]
     others = [p for n, p in params.items() if 'sampling_offsets' not in n]
     optimizer = torch.optim.AdamW([dict(params=others), dict(params=offsets, lr=1e-3)],
                                   lr=1e-3)
-    data = tiny_batch(model, dtype=torch.float32)
+    data = demo_batch(model, dtype=torch.float32)
     train_steps(model, optimizer, data, 2)  # Adam state exists before the switch
 
     hook = ProgressiveSamplingPointsHook(milestones={1: 8, 2: 16})

@@ -5,18 +5,17 @@ import pytest
 import torch
 
 import deform_ext.models.layers.ms_deform_attn as msda_module
-from tests.test_models.test_deformable_detr.deformable_detr_helpers import (build, mmdet_twin,
-                                                                             tiny_batch,
-                                                                             tiny_detr_cfg)
+from deform_ext.testing import build_model, demo_batch, mmdet_twin, tiny_deformable_detr_cfg
 
+# The shipped synthetic configs at test size (deform_ext.testing.tiny_deformable_detr_cfg).
 VARIANTS = {
-    'single-scale': dict(num_levels=1),
+    'single-scale': dict(variant='deformable-detr-singlescale'),
     'multi-scale': dict(),
-    'refine': dict(with_box_refine=True),
+    'refine': dict(variant='deformable-detr-refine'),
     # mmdet 3.3's two-stage works only at 256 dims (its proposal embedding
     # hard-codes 128 features per coordinate), so compare there.
-    'refine-twostage': dict(with_box_refine=True, as_two_stage=True, embed_dims=256,
-                            enc_layers=1),
+    'refine-twostage': dict(variant='deformable-detr-refine-twostage', embed_dims=256,
+                            encoder_layers=1),
 }
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-5}
 
@@ -26,9 +25,9 @@ def max_relative_difference(a, b):
 
 
 def twins(variant, dtype):
-    cfg = tiny_detr_cfg(**VARIANTS[variant])
-    ours = build(cfg).to(dtype)
-    theirs = build(mmdet_twin(cfg)).to(dtype)
+    cfg = tiny_deformable_detr_cfg(**VARIANTS[variant])
+    ours = build_model(cfg).to(dtype)
+    theirs = build_model(mmdet_twin(cfg)).to(dtype)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     return ours, theirs
 
@@ -46,7 +45,7 @@ def count_calls(monkeypatch):
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_same_losses_and_predictions_as_mmdet(variant, dtype, count_calls):
     ours, theirs = twins(variant, dtype)
-    data = tiny_batch(ours, dtype=dtype)
+    data = demo_batch(ours, dtype=dtype)
     losses = []
     for model in (ours, theirs):
         model.train()
@@ -73,9 +72,9 @@ def test_same_losses_and_predictions_as_mmdet(variant, dtype, count_calls):
 
 
 def test_mmdet_checkpoint_loads_into_ours_strictly():
-    cfg = tiny_detr_cfg(with_box_refine=True)
-    theirs = build(mmdet_twin(cfg), seed=3)
-    ours = build(cfg, seed=4)
+    cfg = tiny_deformable_detr_cfg('deformable-detr-refine')
+    theirs = build_model(mmdet_twin(cfg), seed=3)
+    ours = build_model(cfg, seed=4)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     for key, value in theirs.state_dict().items():
         assert torch.equal(ours.state_dict()[key], value)
@@ -83,12 +82,12 @@ def test_mmdet_checkpoint_loads_into_ours_strictly():
 
 @pytest.mark.parametrize('embed_dims', [32, 64, 128])
 def test_two_stage_runs_at_any_width(embed_dims):
-    cfg = tiny_detr_cfg(embed_dims=embed_dims, with_box_refine=True, as_two_stage=True,
-                        enc_layers=1, dec_layers=1)
-    model = build(cfg).double()
+    cfg = tiny_deformable_detr_cfg('deformable-detr-refine-twostage', embed_dims=embed_dims,
+                                   encoder_layers=1, decoder_layers=1)
+    model = build_model(cfg).double()
     assert model.pos_trans_fc.in_features == 2 * embed_dims
     model.train()
-    losses = model(**tiny_batch(model), mode='loss')
+    losses = model(**demo_batch(model), mode='loss')
     total = sum(v for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(total)
     total.backward()
@@ -97,8 +96,8 @@ def test_two_stage_runs_at_any_width(embed_dims):
 
 def test_proposal_embedding_matches_mmdet_at_256():
     from mmdet.models.detectors import DeformableDETR
-    cfg = tiny_detr_cfg(embed_dims=256, as_two_stage=True, enc_layers=1, dec_layers=1)
-    model = build(cfg)
+    cfg = tiny_deformable_detr_cfg(embed_dims=256, encoder_layers=1, decoder_layers=1)
+    model = build_model(dict(cfg, as_two_stage=True))
     proposals = torch.randn(2, 5, 4)
     torch.testing.assert_close(model.get_proposal_pos_embed(proposals),
                                DeformableDETR.get_proposal_pos_embed(proposals),

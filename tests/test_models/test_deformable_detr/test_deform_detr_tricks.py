@@ -4,9 +4,7 @@ on the module)."""
 import torch
 from torch.profiler import profile
 
-from tests.test_models.test_deformable_detr.deformable_detr_helpers import (build, tiny_batch,
-                                                                             tiny_detr_cfg,
-                                                                             total_loss)
+from deform_ext.testing import build_model, demo_batch, tiny_deformable_detr_cfg, total_loss
 
 
 def offset_params(model):
@@ -14,12 +12,12 @@ def offset_params(model):
 
 
 def test_offset_loss_is_logged_weighted_and_shrinks_offsets():
-    base = tiny_detr_cfg(enc_layers=1, dec_layers=1)
-    plain = build(base).double().train()
+    base = tiny_deformable_detr_cfg(encoder_layers=1, decoder_layers=1)
+    plain = build_model(base).double().train()
     cfg = dict(base, offset_loss=dict(type='OffsetL1Loss', loss_weight=0.5))
-    model = build(cfg).double().train()
+    model = build_model(cfg).double().train()
     model.load_state_dict(plain.state_dict())
-    data = tiny_batch(model)
+    data = demo_batch(model)
     torch.manual_seed(1)
     expected = plain(**data, mode='loss')
     torch.manual_seed(1)
@@ -63,14 +61,14 @@ def peak_cpu_memory(model, data):
 
 
 def test_encoder_gradient_checkpointing_same_gradients_less_memory():
-    cfg = tiny_detr_cfg(enc_layers=2, dec_layers=1, embed_dims=64,
-                        offset_loss=dict(type='OffsetL1Loss', loss_weight=0.1))
-    plain = build(cfg).train()
+    cfg = dict(tiny_deformable_detr_cfg(encoder_layers=2, decoder_layers=1, embed_dims=64),
+               offset_loss=dict(type='OffsetL1Loss', loss_weight=0.1))
+    plain = build_model(cfg).train()
     cfg['encoder']['num_cp'] = 2
-    checkpointed = build(cfg).train()
+    checkpointed = build_model(cfg).train()
     checkpointed.load_state_dict(plain.state_dict())
 
-    data = tiny_batch(plain, dtype=torch.float64)
+    data = demo_batch(plain, dtype=torch.float64)
     grads = []
     for model in (plain, checkpointed):
         model.double()
@@ -83,7 +81,7 @@ def test_encoder_gradient_checkpointing_same_gradients_less_memory():
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-10, atol=1e-12)
 
-    data = tiny_batch(plain, dtype=torch.float32, shapes=((3, 192, 192), (3, 192, 192)))
+    data = demo_batch(plain, image_shapes=((3, 192, 192), (3, 192, 192)), dtype=torch.float32)
     peaks = []
     for model in (plain, checkpointed):
         model.float()
@@ -95,16 +93,16 @@ def test_encoder_gradient_checkpointing_same_gradients_less_memory():
 
 
 def test_channels_last_same_losses_gradients_and_checkpoints():
-    cfg = tiny_detr_cfg(enc_layers=1, dec_layers=1)
-    plain = build(cfg).train()
-    fast = build(dict(cfg, channels_last=True)).train()
+    cfg = tiny_deformable_detr_cfg(encoder_layers=1, decoder_layers=1)
+    plain = build_model(cfg).train()
+    fast = build_model(dict(cfg, channels_last=True)).train()
     fast.load_state_dict(plain.state_dict())
     channels_last = torch.channels_last
     for module in (fast.backbone, fast.neck):
         convs = [p for p in module.parameters() if p.dim() == 4]
         assert convs and all(p.is_contiguous(memory_format=channels_last) for p in convs)
 
-    data = tiny_batch(plain, dtype=torch.float32)
+    data = demo_batch(plain, dtype=torch.float32)
     results = []
     for model in (plain, fast):
         torch.manual_seed(1)

@@ -2,7 +2,6 @@
 on tiny versions of mmdet's own configs: Deformable DETR, DINO, DDQ-DETR and
 Mask2Former's pixel decoder. Our op runs (calls counted), the outputs match the
 unswitched model in float64, and the state dicts are interchangeable."""
-import copy
 import os.path as osp
 
 import mmdet
@@ -10,12 +9,10 @@ import pytest
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope
 
 import deform_ext.models.layers.ms_deform_attn as msda_module
-from deform_ext.models import init_weights_quietly
 from deform_ext.models.layers import MSDeformAttn, swap_msda
-from tests.test_models.test_deformable_detr.deformable_detr_helpers import tiny_batch
+from deform_ext.testing import build_model, demo_batch, without_init_cfg
 
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 DETECTORS = {
@@ -26,20 +23,12 @@ DETECTORS = {
 MASK2FORMER = 'mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py'
 
 
-def strip_init_cfg(node):
-    if isinstance(node, dict):
-        return {k: strip_init_cfg(v) for k, v in node.items() if k != 'init_cfg'}
-    if isinstance(node, (list, tuple)):
-        return type(node)(strip_init_cfg(v) for v in node)
-    return node
-
-
 def tiny_detector_cfg(name):
     """mmdet's config for ``name`` at test size: a quarter-width ResNet-18, one
     encoder and two decoder layers, few queries. (DINO and DDQ keep 256 dims: their
     query embeddings hard-code 128 features per coordinate.)"""
     cfg = Config.fromfile(osp.join(MMDET_CONFIGS, DETECTORS[name])).model.to_dict()
-    cfg = strip_init_cfg(cfg)
+    cfg = without_init_cfg(cfg)
     cfg['backbone'] = dict(type='ResNet', depth=18, base_channels=16, stem_channels=16,
                            num_stages=4, out_indices=(1, 2, 3), norm_eval=False)
     cfg['neck']['in_channels'] = [32, 64, 128]
@@ -55,13 +44,9 @@ def tiny_detector_cfg(name):
     return cfg
 
 
-def build(cfg, seed=0):
-    from mmdet.registry import MODELS
-    torch.manual_seed(seed)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(copy.deepcopy(cfg))
-    init_weights_quietly(model)
-    return model
+def build(cfg):
+    """Built under mmdet's default scope, as a config derived from mmdet's would be."""
+    return build_model(cfg, scope='mmdet')
 
 
 def switched(cfg):
@@ -120,7 +105,7 @@ def test_switch_detector(name, count_calls, float64_default):
     for model in (plain, ours):
         model.to(loss_dtype).train()
         torch.manual_seed(1)  # the same denoising queries and dropout
-        losses.append(model(**tiny_batch(model, dtype=loss_dtype), mode='loss'))
+        losses.append(model(**demo_batch(model, dtype=loss_dtype), mode='loss'))
     assert len(count_calls) == 3  # one encoder + two decoder layers, ours only
     assert losses[0].keys() == losses[1].keys()
     for key in losses[0]:
@@ -129,7 +114,7 @@ def test_switch_detector(name, count_calls, float64_default):
     float64_default(torch.float64)
     plain.double()
     ours.double()
-    data = tiny_batch(ours)
+    data = demo_batch(ours)
     outputs = []
     for model in (plain, ours):
         model.eval()
@@ -144,7 +129,7 @@ def test_switch_detector(name, count_calls, float64_default):
 
 def test_switch_mask2former_pixel_decoder(count_calls):
     head = Config.fromfile(osp.join(MMDET_CONFIGS, MASK2FORMER)).model.panoptic_head
-    cfg = strip_init_cfg(head.pixel_decoder.to_dict())
+    cfg = without_init_cfg(head.pixel_decoder.to_dict())
     dims = 64
     cfg.update(in_channels=[8, 16, 32, 64], strides=[4, 8, 16, 32], feat_channels=dims,
                out_channels=dims, norm_cfg=dict(type='GN', num_groups=8))
