@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-import deform_ext.models.layers.ms_deform_attn as msda_module
+import deform_ext.models.layers.ms_deform_attn as ms_deform_attn_module
 from deform_ext.engine.optim_wrappers import AutocastOptimWrapper
 from deform_ext.testing import build_model, demo_batch, tiny_deformable_detr_cfg
 
@@ -47,8 +47,8 @@ def test_default_dtype_is_bfloat16_on_cpu_and_bad_dtype_is_refused():
 
 def test_deform_detr_trains_under_bfloat16_autocast(monkeypatch):
     value_dtypes = []
-    original = msda_module.ms_deform_attn
-    monkeypatch.setattr(msda_module, 'ms_deform_attn',
+    original = ms_deform_attn_module.ms_deform_attn
+    monkeypatch.setattr(ms_deform_attn_module, 'ms_deform_attn',
                         lambda *a: value_dtypes.append(a[0].dtype) or original(*a))
     model = build_model(tiny_deformable_detr_cfg('deformable-detr-refine', encoder_layers=1,
                                                  decoder_layers=1))

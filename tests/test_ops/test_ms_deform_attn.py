@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deform_ext.ops import ms_deform_attn, ms_deform_attn_reference
-from msda_helpers import make_msda_inputs, outputs_and_grads, requires_extension
+from ms_deform_attn_helpers import random_op_inputs, outputs_and_grads, requires_extension
 
 pytestmark = requires_extension
 
@@ -40,18 +40,18 @@ def assert_matches_reference(inputs, atol, rtol, grad_atol=None, grad_rtol=None)
 
 @pytest.mark.parametrize('bs', [1, 3])
 def test_double_matches_reference(bs):
-    inputs = make_msda_inputs(bs=bs, shapes=((7, 5), (4, 3), (2, 2)), requires_grad=True)
+    inputs = random_op_inputs(bs=bs, shapes=((7, 5), (4, 3), (2, 2)), requires_grad=True)
     assert_matches_reference(inputs, atol=1e-10, rtol=1e-10)
 
 
 def test_float32_matches_double_reference():
-    inputs = make_msda_inputs(dtype=torch.float32, head_dims=32, requires_grad=True)
+    inputs = random_op_inputs(dtype=torch.float32, head_dims=32, requires_grad=True)
     assert_matches_reference(inputs, atol=1e-5, rtol=1e-5, grad_atol=1e-4, grad_rtol=1e-4)
 
 
 @pytest.mark.parametrize('loc_dtype', [torch.float32, torch.bfloat16])
 def test_bfloat16_matches_double_reference(loc_dtype):
-    inputs = make_msda_inputs(dtype=torch.bfloat16, loc_dtype=loc_dtype, head_dims=16,
+    inputs = random_op_inputs(dtype=torch.bfloat16, loc_dtype=loc_dtype, head_dims=16,
                               requires_grad=True)
     out = ms_deform_attn(*inputs)
     assert out.dtype == torch.bfloat16
@@ -61,7 +61,7 @@ def test_bfloat16_matches_double_reference(loc_dtype):
 
 
 def test_autocast_bfloat16_value_with_float32_locations():
-    value, shapes, starts, loc, attn = make_msda_inputs(dtype=torch.float32, head_dims=16)
+    value, shapes, starts, loc, attn = random_op_inputs(dtype=torch.float32, head_dims=16)
     proj = torch.nn.Linear(16, 16)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         value_bf16 = proj(value)  # bf16 under autocast; locations and weights stay float32
@@ -75,7 +75,7 @@ def test_autocast_bfloat16_value_with_float32_locations():
 @pytest.mark.parametrize('head_dims', [30, 32, 64, 71, 1025])
 def test_head_dims(head_dims):
     small = head_dims > 100
-    inputs = make_msda_inputs(bs=1 if small else 2, head_dims=head_dims, num_heads=1 if small
+    inputs = random_op_inputs(bs=1 if small else 2, head_dims=head_dims, num_heads=1 if small
                               else 2, num_queries=3 if small else 7, requires_grad=True)
     assert_matches_reference(inputs, atol=1e-10, rtol=1e-10)
 
@@ -83,12 +83,12 @@ def test_head_dims(head_dims):
 @pytest.mark.parametrize('shapes,num_points', [(((5, 4),), 3), (((5, 4), (2, 3)), 1),
                                                (((1, 1),), 1), (((1, 6), (6, 1)), 2)])
 def test_levels_and_points(shapes, num_points):
-    inputs = make_msda_inputs(shapes=shapes, num_points=num_points, requires_grad=True)
+    inputs = random_op_inputs(shapes=shapes, num_points=num_points, requires_grad=True)
     assert_matches_reference(inputs, atol=1e-10, rtol=1e-10)
 
 
 def test_zero_queries():
-    inputs = make_msda_inputs(num_queries=0, requires_grad=True)
+    inputs = random_op_inputs(num_queries=0, requires_grad=True)
     out, grad_value, grad_loc, grad_attn = outputs_and_grads(ms_deform_attn, inputs)
     assert out.shape == (2, 0, 16)
     assert grad_value.shape == inputs[0].shape and not grad_value.any()
@@ -96,12 +96,12 @@ def test_zero_queries():
 
 
 def test_locations_outside_the_maps():
-    inputs = make_msda_inputs(loc_range=(-0.6, 1.6), num_queries=20, requires_grad=True)
+    inputs = random_op_inputs(loc_range=(-0.6, 1.6), num_queries=20, requires_grad=True)
     assert_matches_reference(inputs, atol=1e-10, rtol=1e-10)
 
 
 def test_nan_and_inf_locations_contribute_zero():
-    value, shapes, starts, loc, attn = make_msda_inputs(num_queries=4)
+    value, shapes, starts, loc, attn = random_op_inputs(num_queries=4)
     bad = [float('nan'), float('inf'), -float('inf'), 1e30, -1e30]
     for i, x in enumerate(bad):
         loc[0, i % 4, 0, 0, 0, i % 2] = x
@@ -117,7 +117,7 @@ def test_nan_and_inf_locations_contribute_zero():
 
 
 def test_non_contiguous_inputs():
-    value, shapes, starts, loc, attn = make_msda_inputs(bs=3, head_dims=6)
+    value, shapes, starts, loc, attn = random_op_inputs(bs=3, head_dims=6)
     value_nc = value.transpose(0, 1).contiguous().transpose(0, 1)
     loc_nc = torch.stack([loc, loc], dim=-1)[..., 0]  # every dim strided, same values
     attn_nc = attn.transpose(1, 3).contiguous().transpose(1, 3)
@@ -134,7 +134,7 @@ def test_non_contiguous_inputs():
 
 
 def test_gradcheck_double():
-    inputs = make_msda_inputs(bs=2, shapes=((3, 4), (2, 2)), num_heads=2, head_dims=3,
+    inputs = random_op_inputs(bs=2, shapes=((3, 4), (2, 2)), num_heads=2, head_dims=3,
                               num_queries=3, num_points=2, requires_grad=True)
     assert torch.autograd.gradcheck(ms_deform_attn, inputs, eps=1e-6, atol=1e-6)
 
@@ -142,7 +142,7 @@ def test_gradcheck_double():
 @pytest.mark.parametrize('num_heads,head_dims', [(2, 64), (8, 32)])
 def test_backward_is_deterministic(two_threads, num_heads, head_dims):
     # Tiny maps and many queries: every value element receives many contributions.
-    inputs = make_msda_inputs(bs=1, shapes=((4, 4), (2, 2)), num_heads=num_heads,
+    inputs = random_op_inputs(bs=1, shapes=((4, 4), (2, 2)), num_heads=num_heads,
                               head_dims=head_dims, num_queries=300, num_points=4,
                               dtype=torch.float32, requires_grad=True)
     runs = [outputs_and_grads(ms_deform_attn, inputs) for _ in range(3)]

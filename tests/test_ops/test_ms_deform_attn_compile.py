@@ -4,7 +4,7 @@ import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 
 from deform_ext.ops import ms_deform_attn, ms_deform_attn_reference
-from msda_helpers import make_msda_inputs, requires_extension
+from ms_deform_attn_helpers import random_op_inputs, requires_extension
 
 pytestmark = requires_extension
 
@@ -21,7 +21,7 @@ def test_compile_fullgraph_dynamic_forward_backward_no_recompile():
     counter = CompileCounterWithBackend('aot_eager')
     compiled = torch.compile(ms_deform_attn, backend=counter, fullgraph=True, dynamic=True)
     for step in STEPS:
-        inputs = make_msda_inputs(**step, dtype=torch.float32, requires_grad=True)
+        inputs = random_op_inputs(**step, dtype=torch.float32, requires_grad=True)
         out = compiled(*inputs)
         grads = torch.autograd.grad(out.square().sum(), [inputs[0], inputs[3], inputs[4]])
         ref = ms_deform_attn(*inputs)
@@ -36,13 +36,13 @@ def test_compile_inductor_dynamic_no_recompile():
     counter = CompileCounterWithBackend('inductor')
     compiled = torch.compile(ms_deform_attn, backend=counter, fullgraph=True, dynamic=True)
     for step in STEPS[:3]:
-        inputs = make_msda_inputs(**step, dtype=torch.float32)
+        inputs = random_op_inputs(**step, dtype=torch.float32)
         torch.testing.assert_close(compiled(*inputs), ms_deform_attn_reference(*inputs),
                                    atol=1e-5, rtol=1e-5)
     assert counter.frame_count == 1
 
 
-class MSDA(torch.nn.Module):
+class OpAsModule(torch.nn.Module):
     def forward(self, value, spatial_shapes, level_start_index, sampling_locations,
                 attention_weights):
         return ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
@@ -51,13 +51,13 @@ class MSDA(torch.nn.Module):
 
 def test_export_dynamic_shapes():
     batch, keys, queries = (torch.export.Dim(n, min=3, max=4096) for n in ('bs', 'keys', 'q'))
-    inputs = make_msda_inputs(**STEPS[0], dtype=torch.float32)
+    inputs = random_op_inputs(**STEPS[0], dtype=torch.float32)
     dynamic = ({0: batch, 1: keys}, None, None, {0: batch, 1: queries}, {0: batch, 1: queries})
-    exported = torch.export.export(MSDA(), inputs, dynamic_shapes=dynamic)
+    exported = torch.export.export(OpAsModule(), inputs, dynamic_shapes=dynamic)
     targets = [n.target for n in exported.graph.nodes if n.op == 'call_function']
     assert torch.ops.deform_ext.ms_deform_attn.default in targets
     for step in STEPS[1:]:
-        inputs = make_msda_inputs(**step, dtype=torch.float32)
+        inputs = random_op_inputs(**step, dtype=torch.float32)
         torch.testing.assert_close(exported.module()(*inputs), ms_deform_attn(*inputs),
                                    atol=0, rtol=0)
 
@@ -65,6 +65,6 @@ def test_export_dynamic_shapes():
 def test_opcheck():
     # Schema, fake kernel, autograd registration and AOT dispatch of the raw op.
     for dtype in (torch.float64, torch.float32, torch.bfloat16):
-        inputs = make_msda_inputs(**STEPS[0], dtype=dtype, loc_dtype=torch.float32 if
+        inputs = random_op_inputs(**STEPS[0], dtype=dtype, loc_dtype=torch.float32 if
                                   dtype == torch.bfloat16 else dtype, requires_grad=True)
         torch.library.opcheck(torch.ops.deform_ext.ms_deform_attn.default, inputs)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from deform_ext.ops import ms_deform_attn
-from msda_helpers import make_msda_inputs, requires_extension
+from ms_deform_attn_helpers import random_op_inputs, requires_extension
 
 NAMES = ('value', 'spatial_shapes', 'level_start_index', 'sampling_locations',
          'attention_weights')
@@ -12,7 +12,7 @@ NAMES = ('value', 'spatial_shapes', 'level_start_index', 'sampling_locations',
 def replaced(**changes):
     """Valid float32 inputs (bs 2, levels (6, 5) and (3, 3), 2 heads, 8 dims, 7 queries,
     3 points) with some replaced; a callable change receives the original tensor."""
-    inputs = dict(zip(NAMES, make_msda_inputs(dtype=torch.float32)))
+    inputs = dict(zip(NAMES, random_op_inputs(dtype=torch.float32)))
     for name, change in changes.items():
         inputs[name] = change(inputs[name]) if callable(change) else change
     return [inputs[n] for n in NAMES]

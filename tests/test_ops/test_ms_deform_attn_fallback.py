@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from deform_ext.ops import _extension, ms_deform_attn, ms_deform_attn_reference
-from msda_helpers import make_msda_inputs
+from ms_deform_attn_helpers import random_op_inputs
 
 
 def test_fallback_warns_once_how_to_build_and_gives_the_same_numbers(monkeypatch):
-    inputs = make_msda_inputs()
+    inputs = random_op_inputs()
     compiled = ms_deform_attn(*inputs)
     monkeypatch.setattr(_extension, 'EXTENSION_AVAILABLE', False)
     monkeypatch.setattr(_extension, '_warned', set())
@@ -29,22 +29,22 @@ def test_fallback_warns_once_how_to_build_and_gives_the_same_numbers(monkeypatch
 
 def test_fallback_still_checks_inputs(monkeypatch):
     monkeypatch.setattr(_extension, 'EXTENSION_AVAILABLE', False)
-    value, shapes, starts, loc, attn = make_msda_inputs()
+    value, shapes, starts, loc, attn = random_op_inputs()
     with pytest.raises(ValueError, match='add up to 39 keys'):
         ms_deform_attn(value[:, 1:], shapes, starts, loc, attn)
 
 
 def test_reference_gradcheck_double():
-    inputs = make_msda_inputs(bs=1, shapes=((3, 4), (2, 2)), head_dims=3, num_queries=3,
+    inputs = random_op_inputs(bs=1, shapes=((3, 4), (2, 2)), head_dims=3, num_queries=3,
                               num_points=2, requires_grad=True)
     assert torch.autograd.gradcheck(ms_deform_attn_reference, inputs)
 
 
 def test_reference_matches_mmcv():
-    mmcv_msda = pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
-    value, shapes, starts, loc, attn = make_msda_inputs(bs=3, shapes=((7, 5), (4, 3), (2, 2)),
+    mmcv_module = pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
+    value, shapes, starts, loc, attn = random_op_inputs(bs=3, shapes=((7, 5), (4, 3), (2, 2)),
                                                         head_dims=5, loc_range=(-0.3, 1.3))
-    expected = mmcv_msda.multi_scale_deformable_attn_pytorch(value, shapes, loc, attn)
+    expected = mmcv_module.multi_scale_deformable_attn_pytorch(value, shapes, loc, attn)
     for fn in (ms_deform_attn_reference, ms_deform_attn):
         torch.testing.assert_close(fn(value, shapes, starts, loc, attn), expected,
                                    atol=1e-12, rtol=1e-12)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deform_ext.ops import ms_deform_attn, ms_deform_attn_reference
-from msda_helpers import make_msda_inputs, outputs_and_grads, requires_extension
+from ms_deform_attn_helpers import random_op_inputs, outputs_and_grads, requires_extension
 
 pytestmark = requires_extension
 
@@ -18,7 +18,7 @@ level = st.tuples(st.integers(1, 7), st.integers(1, 7))
        spread=st.sampled_from([0.0, 0.3, 2.0]), seed=st.integers(0, 2**16))
 def test_fuzz_matches_reference(bs, shapes, num_heads, head_dims, num_queries, num_points,
                                 spread, seed):
-    inputs = make_msda_inputs(bs=bs, shapes=shapes, num_heads=num_heads, head_dims=head_dims,
+    inputs = random_op_inputs(bs=bs, shapes=shapes, num_heads=num_heads, head_dims=head_dims,
                               num_queries=num_queries, num_points=num_points,
                               loc_range=(-spread, 1 + spread), requires_grad=True, seed=seed)
     for a, b in zip(outputs_and_grads(ms_deform_attn, inputs),

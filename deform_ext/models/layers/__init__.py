@@ -2,6 +2,6 @@
 from .deformable_detr_layers import (DeformableDecoder, DeformableDecoderLayer,  # noqa: F401
                                      DeformableEncoder, DeformableEncoderLayer)
 from .ms_deform_attn import MSDeformAttn  # noqa: F401
-from .msda_swap import swap_msda, use_deform_ext_msda  # noqa: F401
+from .ms_deform_attn_swap import swap_ms_deform_attn, use_deform_ext_ms_deform_attn  # noqa: F401
 from .dattention import DAttention  # noqa: F401
 from .dat_local_attention import DATLocalAttention  # noqa: F401

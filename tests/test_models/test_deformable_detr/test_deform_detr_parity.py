@@ -4,7 +4,7 @@ variant; state dicts load both ways; our op is the one that runs."""
 import pytest
 import torch
 
-import deform_ext.models.layers.ms_deform_attn as msda_module
+import deform_ext.models.layers.ms_deform_attn as ms_deform_attn_module
 from deform_ext.testing import build_model, demo_batch, mmdet_twin, tiny_deformable_detr_cfg
 
 # The shipped synthetic configs at test size (deform_ext.testing.tiny_deformable_detr_cfg).
@@ -35,8 +35,8 @@ def twins(variant, dtype):
 @pytest.fixture
 def count_calls(monkeypatch):
     calls = []
-    original = msda_module.ms_deform_attn
-    monkeypatch.setattr(msda_module, 'ms_deform_attn',
+    original = ms_deform_attn_module.ms_deform_attn
+    monkeypatch.setattr(ms_deform_attn_module, 'ms_deform_attn',
                         lambda *a: calls.append(1) or original(*a))
     return calls
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 
-import deform_ext.models.layers.ms_deform_attn as msda_module
+import deform_ext.models.layers.ms_deform_attn as ms_deform_attn_module
 from deform_ext.models.layers import MSDeformAttn
 
 SHAPES = [(12, 10), (6, 5), (3, 3)]
@@ -75,8 +75,8 @@ def test_matches_mmcv_forward_and_backward_float64(ref_dims, batch_first):
 
 def test_calls_the_deform_ext_functional(monkeypatch):
     calls = []
-    original = msda_module.ms_deform_attn
-    monkeypatch.setattr(msda_module, 'ms_deform_attn',
+    original = ms_deform_attn_module.ms_deform_attn
+    monkeypatch.setattr(ms_deform_attn_module, 'ms_deform_attn',
                         lambda *a: calls.append(a[0].shape) or original(*a))
     ours, _ = pair()
     ours(**inputs())

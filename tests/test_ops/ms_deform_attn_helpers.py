@@ -9,7 +9,7 @@ requires_extension = pytest.mark.skipif(
     reason='deform_ext.ops._C is not built (pip install --no-build-isolation -e .)')
 
 
-def make_msda_inputs(bs=2, shapes=((6, 5), (3, 3)), num_heads=2, head_dims=8, num_queries=7,
+def random_op_inputs(bs=2, shapes=((6, 5), (3, 3)), num_heads=2, head_dims=8, num_queries=7,
                      num_points=3, dtype=torch.float64, loc_dtype=None, loc_range=(-0.1, 1.1),
                      requires_grad=False, seed=0):
     """Random inputs of ``ms_deform_attn``: (value, spatial_shapes, level_start_index,

@@ -10,8 +10,8 @@ import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.config import Config, ConfigDict
 
-import deform_ext.models.layers.ms_deform_attn as msda_module
-from deform_ext.models.layers import MSDeformAttn, swap_msda
+import deform_ext.models.layers.ms_deform_attn as ms_deform_attn_module
+from deform_ext.models.layers import MSDeformAttn, swap_ms_deform_attn
 from deform_ext.testing import build_model, demo_batch, without_init_cfg
 
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
@@ -57,13 +57,13 @@ def switched(cfg):
 @pytest.fixture
 def count_calls(monkeypatch):
     calls = []
-    original = msda_module.ms_deform_attn
-    monkeypatch.setattr(msda_module, 'ms_deform_attn',
+    original = ms_deform_attn_module.ms_deform_attn
+    monkeypatch.setattr(ms_deform_attn_module, 'ms_deform_attn',
                         lambda *a: calls.append(1) or original(*a))
     return calls
 
 
-def msda_kinds(model):
+def deform_attn_kinds(model):
     return sorted({type(m).__name__ for m in model.modules()
                    if isinstance(m, MultiScaleDeformableAttention)})
 
@@ -91,8 +91,8 @@ def test_switch_detector(name, count_calls, float64_default):
     cfg = tiny_detector_cfg(name)
     plain, ours = build(cfg), build(switched(cfg))
     assert type(ours) is type(plain)  # the model itself, no wrapper
-    assert msda_kinds(plain) == ['MultiScaleDeformableAttention']
-    assert msda_kinds(ours) == ['MSDeformAttn']
+    assert deform_attn_kinds(plain) == ['MultiScaleDeformableAttention']
+    assert deform_attn_kinds(ours) == ['MSDeformAttn']
     # Same random stream, same keys: checkpoints load both ways.
     plain_state, our_state = plain.state_dict(), ours.state_dict()
     assert plain_state.keys() == our_state.keys()
@@ -140,7 +140,7 @@ def test_switch_mask2former_pixel_decoder(count_calls):
     cfg = ConfigDict(cfg)  # the pixel decoder reads its encoder config by attribute
     plain = build(cfg).double().eval()
     ours = build(dict(type='deform_ext.UseDeformExtMSDA', model=cfg)).double().eval()
-    assert msda_kinds(ours) == ['MSDeformAttn']
+    assert deform_attn_kinds(ours) == ['MSDeformAttn']
     ours.load_state_dict(plain.state_dict(), strict=True)
     torch.manual_seed(2)
     feats = [torch.randn(2, c, 64 // s, 48 // s, dtype=torch.float64)
@@ -158,17 +158,17 @@ def test_swap_keeps_device_dtype_mode_and_sharing():
     shared = MultiScaleDeformableAttention(embed_dims=16, num_heads=2, num_levels=1,
                                            batch_first=True).double().eval()
     parent = torch.nn.ModuleDict(dict(a=shared, b=torch.nn.Sequential(shared)))
-    swap_msda(parent)
+    swap_ms_deform_attn(parent)
     assert isinstance(parent['a'], MSDeformAttn) and parent['a'] is parent['b'][0]
     assert parent['a'].sampling_offsets.weight.dtype == torch.float64
     assert not parent['a'].training and parent['a'].batch_first
-    assert isinstance(swap_msda(MultiScaleDeformableAttention(embed_dims=16, num_heads=2)),
-                      MSDeformAttn)
+    mmcv_attention = MultiScaleDeformableAttention(embed_dims=16, num_heads=2)
+    assert isinstance(swap_ms_deform_attn(mmcv_attention), MSDeformAttn)
 
 
 def test_switch_needs_exactly_one_model_form():
-    from deform_ext.models.layers import use_deform_ext_msda
+    from deform_ext.models.layers import use_deform_ext_ms_deform_attn
     with pytest.raises(ValueError):
-        use_deform_ext_msda()
+        use_deform_ext_ms_deform_attn()
     with pytest.raises(ValueError):
-        use_deform_ext_msda(model=dict(type='DINO'), base_type='DINO')
+        use_deform_ext_ms_deform_attn(model=dict(type='DINO'), base_type='DINO')

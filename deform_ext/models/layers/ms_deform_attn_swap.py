@@ -28,7 +28,7 @@ wrapper). Why this shape:
   the same weights with and without the switch; and ``MSDeformAttn`` subclasses
   mmcv's class, so mmdet's ``isinstance`` checks in ``init_weights`` still apply.
 
-:func:`swap_msda` does the same on an already-built module.
+:func:`swap_ms_deform_attn` does the same on an already-built module.
 """
 import copy
 from typing import Optional
@@ -41,7 +41,7 @@ from deform_ext.registry import MODELS
 from .ms_deform_attn import MSDeformAttn
 
 
-def msda_from_mmcv(module: MultiScaleDeformableAttention) -> MSDeformAttn:
+def ms_deform_attn_from_mmcv(module: MultiScaleDeformableAttention) -> MSDeformAttn:
     """An :class:`MSDeformAttn` with ``module``'s settings, weights, device, dtype
     and train/eval mode."""
     embed_dims = module.embed_dims
@@ -60,25 +60,26 @@ def msda_from_mmcv(module: MultiScaleDeformableAttention) -> MSDeformAttn:
     return ours
 
 
-def swap_msda(model: nn.Module) -> nn.Module:
+def swap_ms_deform_attn(model: nn.Module) -> nn.Module:
     """Replace every mmcv ``MultiScaleDeformableAttention`` in ``model`` (in place)
     by an :class:`MSDeformAttn` with the same weights; returns ``model`` (or the
     replacement when ``model`` itself is one). Subclasses of mmcv's class other
     than ours are left alone."""
     if type(model) is MultiScaleDeformableAttention:
-        return msda_from_mmcv(model)
+        return ms_deform_attn_from_mmcv(model)
     replaced = {}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is MultiScaleDeformableAttention:
                 if id(child) not in replaced:  # a module shared by two parents stays shared
-                    replaced[id(child)] = msda_from_mmcv(child)
+                    replaced[id(child)] = ms_deform_attn_from_mmcv(child)
                 setattr(parent, name, replaced[id(child)])
     return model
 
 
 @MODELS.register_module(name='UseDeformExtMSDA')
-def use_deform_ext_msda(model: Optional[dict] = None, base_type=None, **kwargs) -> nn.Module:
+def use_deform_ext_ms_deform_attn(model: Optional[dict] = None, base_type=None,
+                                  **kwargs) -> nn.Module:
     """Build a model, then run its deformable attention on deform_ext's op.
 
     Args:
@@ -87,7 +88,7 @@ def use_deform_ext_msda(model: Optional[dict] = None, base_type=None, **kwargs) 
             other keyword arguments are the rest of its config).
 
     Returns:
-        nn.Module: the built model with :func:`swap_msda` applied.
+        nn.Module: the built model with :func:`swap_ms_deform_attn` applied.
     """
     if (model is None) == (base_type is None):
         raise ValueError("UseDeformExtMSDA needs exactly one of model=dict(...) or "
@@ -96,4 +97,4 @@ def use_deform_ext_msda(model: Optional[dict] = None, base_type=None, **kwargs) 
         model = dict(type=base_type, **kwargs)
     elif kwargs:
         raise ValueError(f'UseDeformExtMSDA got unexpected keys {sorted(kwargs)} with model=')
-    return swap_msda(MODELS.build(model))
+    return swap_ms_deform_attn(MODELS.build(model))
