@@ -9,7 +9,7 @@ PY := $(CURDIR)/.venv/bin/python
 endif
 
 DATA_DIR ?= data/synthetic_coco
-DEMO_CONFIG ?= configs/demo/deformable-detr_r18-tiny_1xb8-24e_synthetic.py
+DEMO_CONFIG ?= configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py
 DEMO_WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 

@@ -8,7 +8,7 @@ import pytest
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
-                       'deformable-detr_r18-tiny_1xb8-24e_synthetic.py')
+                       'deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py')
 
 
 @pytest.fixture(scope='session')
