@@ -10,14 +10,12 @@ step (checkpointing recomputes the same numbers, so it should be ~0).
     python benchmarks/grad_checkpoint.py [--config CFG] [--batch 2] [--size 256 256]
                                          [--iters 5] [--device cpu|cuda]
 """
-import argparse
 import copy
-import os.path as osp
 
 import torch
 from bench_utils import median_ms, peak_mib
 from mmengine.config import Config
-from train_speed import DEFAULT_CONFIG, REPO_ROOT, make_batch, step
+from train_speed import make_batch, run_line, step, training_parser
 
 # train_speed has put the repository root on sys.path
 from deform_ext.testing import build_model, total_loss, without_init_cfg
@@ -48,13 +46,7 @@ def max_grad_difference(models, data) -> float:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default=DEFAULT_CONFIG)
-    parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--size', type=int, nargs=2, default=[256, 256])
-    parser.add_argument('--iters', type=int, default=5)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    args = parser.parse_args(argv)
+    args = training_parser(__doc__.splitlines()[0], iters=5).parse_args(argv)
 
     (plain, checkpointed), num_layers = build_twins(args.config, args.device)
     data = make_batch(plain, args.batch, args.size)
@@ -67,9 +59,7 @@ def main(argv=None):
     times = dict(zip(steps, median_ms(list(steps.values()), args.iters, 1, args.device)))
     peaks = {name: peak_mib(call, args.device) for name, call in steps.items()}
 
-    print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
-          f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
-          f'{torch.get_num_threads()} threads')
+    print(run_line(args))
     print(f'{"encoder checkpointing":24s} {"ms/step":>8s} {"peak MiB":>9s}')
     for name in models:
         print(f'{name:24s} {times[name]:8.1f} {peaks[name]:9.1f}')

@@ -132,14 +132,27 @@ def core_ms(models, optimizers, data, device, repeats):
     return median_ms(runs, repeats, 1, device)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def training_parser(description: str, iters: int) -> argparse.ArgumentParser:
+    """The options of the training benchmarks: config, batch, image size, steps, device."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, nargs=2, default=[256, 256])
-    parser.add_argument('--iters', type=int, default=10)
-    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--iters', type=int, default=iters)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    return parser
+
+
+def run_line(args) -> str:
+    """What ran, for the first line of a training benchmark's output."""
+    return (f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
+            f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
+            f'{torch.get_num_threads()} threads')
+
+
+def main(argv=None):
+    parser = training_parser(__doc__.splitlines()[0], iters=10)
+    parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--amp', nargs='?', const='bfloat16', choices=['bfloat16', 'float16'],
                         help='also time ours under autocast in this dtype (default bfloat16)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -165,9 +178,7 @@ def main(argv=None):
                                         args.device)))
     peaks = {name: peak_mib(call, args.device) for name, call in steps.items()}
 
-    print(f'config {osp.relpath(args.config, REPO_ROOT)}, batch {args.batch} x '
-          f'{args.size[0]}x{args.size[1]}, {args.iters} steps, device {args.device}, '
-          f'{torch.get_num_threads()} threads, ours channels_last={ours.channels_last}'
+    print(f'{run_line(args)}, ours channels_last={ours.channels_last}'
           + (f', options {args.cfg_options}' if args.cfg_options else ''))
     print(f'{"":28s} {"iter/s":>8s} {"peak MiB":>9s}')
     for name in steps:

@@ -18,10 +18,11 @@ def tiny_deformable_detr_cfg(variant: str = 'deformable-detr', *, embed_dims: in
     GroupNorm of 8 groups in the neck, the layer counts, ``num_queries`` (and at most as
     many detections), ``num_classes``, a ResNet-18 of ``backbone_channels`` base width;
     ``dropout`` in the FFNs and the decoder's self-attention (tests draw the same masks
-    on both sides of a comparison), channels-last off. The config's ``num_feature_levels`` is kept but laid
-    out as in mmdet's COCO recipe: C5, C4-C5 or C3-C5 and extra levels from the neck (the
-    shipped stride-4 level would quadruple the encoder tokens). Everything else (detector,
-    head, attention type and points, variant flags, losses, matcher) is the config's.
+    on both sides of a comparison), channels-last off. The config's ``num_feature_levels``
+    is kept but laid out as in mmdet's COCO recipe: C5, C4-C5 or C3-C5 and extra levels
+    from the neck (the shipped stride-4 level would quadruple the encoder tokens).
+    Everything else (detector, head, attention type and points, variant flags, losses,
+    matcher) is the config's.
     """
     model = get_config(SHIPPED.format(variant=variant)).model.to_dict()
     num_levels = model['num_feature_levels']
