@@ -1,7 +1,8 @@
 """deform_ext: deformable attention for detection on the OpenMMLab stack.
 
 ``import deform_ext.ops`` needs torch alone. Importing the package registers the
-OpenMMLab components (and the mmengine compatibility fixes) only when mmdet is
+OpenMMLab components and installs the compatibility patches of mmengine/mmdet
+(``deform_ext.compat``; ``DEFORM_EXT_NO_COMPAT=1`` keeps them off) only when mmdet is
 importable, so the op stays usable where the OpenMMLab stack is absent.
 """
 import importlib.util
@@ -19,7 +20,8 @@ def _mmdet_installed() -> bool:
 
 
 if _mmdet_installed():
-    from . import utils  # noqa: F401  compatibility fixes, applied on import
+    from . import compat
     from .registry import register_all_modules
+    compat.install()
     register_all_modules()
     __all__ += ['register_all_modules']

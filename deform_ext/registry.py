@@ -27,10 +27,10 @@ def _child(parent: Registry, *locations: str) -> Registry:
 
 RUNNERS = _child(mmdet_registry.RUNNERS)
 RUNNER_CONSTRUCTORS = _child(mmdet_registry.RUNNER_CONSTRUCTORS)
-LOOPS = _child(mmdet_registry.LOOPS)
+LOOPS = _child(mmdet_registry.LOOPS, 'deform_ext.engine.runner')
 HOOKS = _child(mmdet_registry.HOOKS, 'deform_ext.engine.hooks')
 DATASETS = _child(mmdet_registry.DATASETS, 'deform_ext.datasets')
-DATA_SAMPLERS = _child(mmdet_registry.DATA_SAMPLERS)
+DATA_SAMPLERS = _child(mmdet_registry.DATA_SAMPLERS, 'deform_ext.engine.runner')
 TRANSFORMS = _child(mmdet_registry.TRANSFORMS, 'deform_ext.datasets.transforms')
 MODELS = _child(mmdet_registry.MODELS, 'deform_ext.models')
 MODEL_WRAPPERS = _child(mmdet_registry.MODEL_WRAPPERS)

@@ -11,8 +11,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # for projects/
 
 import deform_ext  # noqa: E402,F401  registers components and compatibility fixes
-from deform_ext.utils.tool_config import (add_common_arguments, build_runner,  # noqa: E402
-                                          load_tool_config, parse_tool_args)
+from deform_ext.utils.tool_config import (add_common_arguments, load_tool_config,  # noqa: E402
+                                          parse_tool_args, run)
 
 
 def parse_args(argv=None):
@@ -62,7 +62,7 @@ def enable_amp(cfg):
 
 
 def main(argv=None):
-    build_runner(build_config(parse_args(argv))).train()
+    run(build_config(parse_args(argv)), 'train')
 
 
 if __name__ == '__main__':

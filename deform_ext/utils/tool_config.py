@@ -2,12 +2,14 @@
 import argparse
 import os
 import os.path as osp
+import traceback
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .config_check import check_top_level_keys, load_config
+from .process_group import end_process_group
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,3 +49,18 @@ def load_tool_config(args: argparse.Namespace) -> Config:
 def build_runner(cfg: Config) -> Runner:
     """A Runner, or the config's own ``runner_type``."""
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def run(cfg: Config, stage: str):
+    """Build the runner, run ``stage`` (``'train'`` or ``'test'``) and return what it
+    returns; then release the runner and end the process group (see
+    ``deform_ext.utils.process_group``), also when the stage raises or exits."""
+    runner = build_runner(cfg)
+    try:
+        return getattr(runner, stage)()
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)  # the unwound frames hold the runner
+        raise
+    finally:
+        del runner
+        end_process_group()

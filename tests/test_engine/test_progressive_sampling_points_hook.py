@@ -9,6 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
+from mmengine.runner.checkpoint import _load_checkpoint
 
 from deform_ext.engine.hooks import ProgressiveSamplingPointsHook
 from deform_ext.testing import build_model, demo_batch, tiny_deformable_detr_cfg, total_loss
@@ -124,7 +125,7 @@ def test_resume_across_a_switch(tiny_coco, tmp_path):
     runner = Runner.from_cfg(config(first, max_epochs=2))
     runner.train()
     assert attention_points(runner.model) == [8]
-    saved = torch.load(osp.join(first, 'epoch_2.pth'), map_location='cpu', weights_only=False)
+    saved = _load_checkpoint(osp.join(first, 'epoch_2.pth'), map_location='cpu')
     key = 'encoder.layers.0.self_attn.attention_weights.bias'
     attn = runner.model.encoder.layers[0].self_attn
     assert saved['state_dict'][key].shape[0] == attn.num_heads * attn.num_levels * 8

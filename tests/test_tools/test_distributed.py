@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import DEMO_CONFIG, REPO_ROOT, run_tool, tiny_training_options
 from tests.fixtures.dist_probe import (NO_VALIDATION, SMALL_IMAGES, load_checkpoint_file,
-                                       probe_config, read_probes)
+                                       probe_config, read_exit_records, read_probes)
 
 # per-iteration loss of 2 ranks (mean) vs 1 rank, and parameters after 6 iterations
 LOSS_RTOL = 1e-5
@@ -68,7 +68,7 @@ def equivalence_runs(tiny_coco, tmp_path_factory):
             env['PORT'] = '29541'
         result = run_tool(cmd, env=env, timeout=600)
         runs[nproc] = dict(work_dir=work_dir, probes=read_probes(probes),
-                           log=result.stdout + result.stderr)
+                           exits=read_exit_records(probes), log=result.stdout + result.stderr)
     return runs
 
 
@@ -113,6 +113,19 @@ def test_one_process_group_identical_replicas_rank0_writes(equivalence_runs):
     assert writes[1] == [] and writes[0][-2:] == ['epoch_3.pth', 'last_checkpoint']
     work_dir = equivalence_runs[2]['work_dir']
     assert len(glob.glob(osp.join(work_dir, '**', '*.log'), recursive=True)) == 1
+
+
+@pytest.mark.slow
+def test_ranks_end_with_their_gloo_threads_joined(equivalence_runs):
+    """tools/train.py destroys the process group before the interpreter shuts down:
+    at exit each rank has the threads it had before the group existed. A gloo worker
+    thread still alive then may drop a finished collective's tensors during shutdown,
+    when it can no longer take the GIL, and abort the process (SIGABRT, "terminate
+    called without an active exception") after a run that finished."""
+    exits = equivalence_runs[2]['exits']
+    assert [r['rank'] for r in exits] == [0, 1]
+    for record in exits:
+        assert record['threads_at_exit'] == record['threads_at_import'], record
 
 
 def _metrics(work_dir):

@@ -28,31 +28,29 @@ from tests.fixtures.dist_probe import (NO_VALIDATION, SMALL_IMAGES, load_checkpo
 # ----------------------------------------------------------------- in-process
 
 
-def _toy_runner(work_dir, max_epochs, resume=False, max_keep_ckpts=1, name='toy'):
-    import torch.nn as nn
-    from mmengine.model import BaseModel
+def _toy_runner(work_dir, max_epochs, resume=False, max_keep_ckpts=1, name='toy',
+                save_best=False):
+    """A linear model on 8 samples, batch 2. ``save_best``: validation after every
+    epoch with a score that rises each epoch, best checkpoint kept as 'best_score_*'."""
+    from mmengine.evaluator import BaseMetric
+    from mmengine.logging import MessageHub
     from mmengine.runner import Runner
 
-    class ToyModel(BaseModel):
-        def __init__(self):
-            super().__init__()
-            self.linear = nn.Linear(2, 1)
+    from tests.fixtures.toy_training import ToyDataset, ToyModel
 
-        def forward(self, inputs, labels, mode='tensor'):
-            out = self.linear(torch.stack(inputs))
-            if mode == 'loss':
-                return dict(loss=((out.squeeze(1) - torch.stack(labels)) ** 2).mean())
-            return out
+    class RisingScore(BaseMetric):
+        """The number of the epoch just trained: every validation is a new best."""
 
-    class ToyDataset(torch.utils.data.Dataset):
-        metainfo = dict()
+        def process(self, data_batch, data_samples):
+            self.results.append(0)
 
-        def __len__(self):
-            return 8
+        def compute_metrics(self, results):
+            return dict(score=MessageHub.get_current_instance().get_info('epoch') + 1.0)
 
-        def __getitem__(self, index):
-            return dict(inputs=torch.full((2,), float(index)), labels=torch.tensor(1.0))
-
+    validation = dict(
+        val_dataloader=dict(dataset=ToyDataset(), batch_size=2, num_workers=0,
+                            sampler=dict(type='DefaultSampler', shuffle=False)),
+        val_cfg=dict(), val_evaluator=[RisingScore()]) if save_best else {}
     torch.manual_seed(0)  # the model is built here, before the Runner seeds anything
     return Runner(
         model=ToyModel(), work_dir=work_dir, experiment_name=f'{name}_{time.time_ns()}',
@@ -62,15 +60,17 @@ def _toy_runner(work_dir, max_epochs, resume=False, max_keep_ckpts=1, name='toy'
         param_scheduler=dict(type='MultiStepLR', milestones=[1], gamma=0.1, by_epoch=True),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1,
-                                           max_keep_ckpts=max_keep_ckpts),
+                                           max_keep_ckpts=max_keep_ckpts,
+                                           save_best='score' if save_best else None,
+                                           rule='greater'),
                            logger=dict(type='LoggerHook', interval=1)),
         default_scope='mmengine', resume=resume, load_from=None,
-        randomness=dict(seed=0), log_level='WARNING')
+        randomness=dict(seed=0), log_level='WARNING', **validation)
 
 
 def _fail_half_way(monkeypatch, target):
-    from deform_ext.utils import checkpoint_atomic
-    original = checkpoint_atomic._dump_checkpoint
+    from deform_ext.compat import checkpoint_writes
+    original = checkpoint_writes._dump_checkpoint
 
     def dump(checkpoint, file):
         if not osp.basename(file.name).startswith(f'.{target}'):
@@ -79,11 +79,11 @@ def _fail_half_way(monkeypatch, target):
         file.truncate(file.tell() // 2)
         raise OSError('injected: disk full')
 
-    monkeypatch.setattr(checkpoint_atomic, '_dump_checkpoint', dump)
+    monkeypatch.setattr(checkpoint_writes, '_dump_checkpoint', dump)
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
-    from deform_ext.utils.checkpoint_atomic import atomic_write, write_text_atomic
+    from deform_ext.utils.atomic_write import atomic_write, write_text_atomic
     path = tmp_path / 'last_checkpoint'
     write_text_atomic(str(path), 'old')
 
@@ -138,6 +138,52 @@ def _equal(a, b):
     return a == b
 
 
+def test_failed_best_checkpoint_write_keeps_the_previous_best(tmp_path, monkeypatch):
+    """mmengine deletes the old best checkpoint before writing the new one; here the
+    old one stays until the new one is complete."""
+    import deform_ext  # noqa: F401
+    work_dir = str(tmp_path)
+    _fail_half_way(monkeypatch, 'best_score_epoch_2.pth')
+    with pytest.raises(OSError, match='injected'):
+        _toy_runner(work_dir, max_epochs=2, save_best=True).train()
+    assert sorted(n for n in os.listdir(work_dir) if n.endswith('.pth')) == [
+        'best_score_epoch_1.pth', 'epoch_2.pth']  # the old best, no partial new one
+    assert load_checkpoint_file(osp.join(work_dir, 'best_score_epoch_1.pth'))['meta'][
+        'epoch'] == 1
+
+
+def test_best_checkpoint_write_killed_half_way_leaves_the_previous_best(tmp_path):
+    """SIGKILL while the new best checkpoint is half-written (the write is held there):
+    the previous best is still on disk and loads; the same run resumed finishes with
+    the next best in place of the old one."""
+    work_dir, probes = str(tmp_path / 'work'), str(tmp_path / 'probes')
+    os.makedirs(probes)
+    code = ('import sys; import tests.fixtures.dist_probe\n'
+            'from tests.test_tools.test_kill_resume import _toy_runner\n'
+            'epochs = int(sys.argv[2])\n'
+            '_toy_runner(sys.argv[1], epochs, save_best=True, resume=epochs > 2).train()\n')
+    log = str(tmp_path / 'first.log')
+    proc = _popen([sys.executable, '-c', code, work_dir, '2'],
+                  dict(DEX_PROBE_DIR=probes, DEX_CKPT_FAULT='stall:best_score_epoch_2.pth'),
+                  log)
+    try:
+        _wait_until(lambda: osp.exists(osp.join(probes, 'stalled')), proc, 240,
+                    'the stalled write of best_score_epoch_2.pth', log)
+        assert len(_partial_files(work_dir)) == 1  # half of the new best is on disk
+    finally:
+        _kill_group(proc)
+    best_1 = osp.join(work_dir, 'best_score_epoch_1.pth')
+    assert load_checkpoint_file(best_1)['meta']['epoch'] == 1
+    assert not osp.exists(osp.join(work_dir, 'best_score_epoch_2.pth'))
+
+    # resumed from epoch_2.pth (saved before the validation that was killed), one
+    # more epoch: its validation writes the next best, and only then the old goes
+    run_tool([sys.executable, '-c', code, work_dir, '3'], timeout=300)
+    assert not _partial_files(work_dir) and not osp.exists(best_1)
+    assert load_checkpoint_file(osp.join(work_dir, 'best_score_epoch_3.pth'))['meta'][
+        'epoch'] == 3
+
+
 def test_auto_resume_removes_partial_files(tmp_path):
     import deform_ext  # noqa: F401
     from mmengine.runner import find_latest_checkpoint
@@ -165,6 +211,14 @@ def _train_cmd(config, work_dir, tiny_coco, max_epochs):
 
 def _checkpoint_meta(path):
     return load_checkpoint_file(path)['meta']
+
+
+def _iters_in_epoch(path):
+    """How far into its epoch a checkpoint was taken, as ResumableEpochBasedTrainLoop
+    reads it from the message hub that the checkpoint saves."""
+    checkpoint = load_checkpoint_file(path)
+    start = checkpoint['message_hub']['runtime_info']['train_epoch_start_iter']
+    return checkpoint['meta']['iter'] - start
 
 
 def _last_checkpoint(work_dir):
@@ -337,7 +391,7 @@ def test_preemption_signal_without_slurm(tiny_coco, tmp_path):
     assert osp.basename(last).startswith('preempt_iter_')
     meta = _checkpoint_meta(last)
     stopped = meta['iter']
-    assert (meta['epoch'], meta['iters_in_epoch']) == (1, stopped - 8)
+    assert (meta['epoch'], _iters_in_epoch(last)) == (1, stopped - 8)
     per_rank = {r['rank']: max(it['iter'] for it in r['iters']) for r in read_probes(probes)}
     assert per_rank == {0: stopped, 1: stopped}  # both ranks stopped after iteration N
 

@@ -6,9 +6,9 @@ import os.path as osp
 import sys
 
 import pytest
-import torch
 
 from tests.conftest import DEMO_CONFIG, run_tool, tiny_training_options
+from tests.fixtures.dist_probe import load_checkpoint_file
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def scalars(work_dir):
 
 
 def checkpoint_meta(path):
-    return torch.load(path, map_location='cpu', weights_only=True)['meta']
+    return load_checkpoint_file(path)['meta']
 
 
 @pytest.fixture(scope='module')

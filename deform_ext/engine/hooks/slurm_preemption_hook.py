@@ -8,11 +8,9 @@ after the same iteration, the main process writes a checkpoint and points
 processes exit. The requeued job runs the same command again, which resumes from that
 checkpoint (the launch scripts resume by default).
 
-Resuming a checkpoint taken in the middle of an epoch continues that epoch where it
-stopped: the batches already trained are skipped by index (nothing is loaded for
-them) and the sampler gets the seed of the interrupted run back, so each image of the
-epoch is still seen once. mmengine alone would restart the epoch from its first batch
-with a new shuffling order.
+Resuming continues the interrupted epoch where it stopped with
+``ResumableEpochBasedTrainLoop`` (our configs' training loop); with mmengine's
+``EpochBasedTrainLoop`` the epoch restarts from its first batch.
 """
 import os
 import os.path as osp
@@ -23,38 +21,14 @@ import torch
 from mmengine.dist import barrier, is_distributed, is_main_process
 from mmengine.dist.utils import get_comm_device
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop
 
+from deform_ext.engine.runner import ResumableEpochBasedTrainLoop
 from deform_ext.registry import HOOKS
-from deform_ext.utils.checkpoint_atomic import write_text_atomic
+from deform_ext.utils.atomic_write import write_text_atomic
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped early, run the same command again
 CHECKPOINT_TMPL = 'preempt_iter_{}.pth'
-
-
-class _SkipFirstBatches:
-    """A batch sampler that drops the first ``skip`` batches of its first pass.
-
-    Only indices are drawn for the dropped batches; no data is loaded. ``len()`` stays
-    that of the full epoch, so progress logging keeps its denominator.
-    """
-
-    def __init__(self, batch_sampler, skip):
-        self.batch_sampler = batch_sampler
-        self.skip = skip
-
-    def __iter__(self):
-        iterator = iter(self.batch_sampler)
-        skip, self.skip = self.skip, 0  # a persistent worker iterator keeps this object
-        for _ in range(skip):
-            next(iterator, None)
-        yield from iterator
-
-    def __len__(self):
-        return len(self.batch_sampler)
-
-    def __getattr__(self, name):
-        return getattr(self.batch_sampler, name)
 
 
 @HOOKS.register_module()
@@ -71,8 +45,7 @@ class SlurmPreemptionHook(Hook):
     requeued, else with 75 (EX_TEMPFAIL: not finished, run the same command again).
 
     Without a signal the hook costs one scalar all-reduce per ``check_interval``
-    iterations. It also remembers, in every checkpoint, how far into its epoch the
-    checkpoint was taken, so that resuming it continues the epoch (see the module doc).
+    iterations.
 
     Args:
         signals (Sequence[str]): signal names to handle. Defaults to ``('SIGUSR1',)``.
@@ -91,10 +64,6 @@ class SlurmPreemptionHook(Hook):
         self.check_interval = max(1, int(check_interval))
         self._received = None
         self._previous_handlers = {}
-        self._epoch_start_iter = 0
-        self._in_epoch = False
-        self._pending_skip = 0
-        self._resumed_meta = None
         # Install now rather than in before_train: the sooner, the smaller the window
         # in which the signal's default action (terminate) still applies.
         self._install_handlers()
@@ -127,82 +96,15 @@ class SlurmPreemptionHook(Hook):
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
         return bool(tensor.item())
 
-    # ------------------------------------------------------- resume mid-epoch
-    def after_load_checkpoint(self, runner, checkpoint) -> None:
-        self._resumed_meta = dict(checkpoint.get('meta', {}))
-
     def before_train(self, runner) -> None:
         if self._previous_handlers == {}:
             self._install_handlers()
-        meta, self._resumed_meta = self._resumed_meta, None
-        if not meta or runner.iter == 0:
-            return  # a fresh start, or load_from (weights only)
-        self._restore_sampler_seed(runner)
-        done = meta.get('iters_in_epoch', 0)
-        if done:
-            self._continue_epoch(runner, done, meta.get('iters_per_epoch'))
-
-    def _restore_sampler_seed(self, runner):
-        """Give the sampler the seed of the run being resumed (its shuffling order)."""
-        if runner._randomness_cfg.get('diff_rank_seed', False):
-            return
-        loader = runner.train_loop.dataloader
-        for sampler in (getattr(loader.batch_sampler, 'sampler', None), loader.sampler):
-            if hasattr(sampler, 'seed') and hasattr(sampler, 'set_epoch'):
-                sampler.seed = runner.seed
-                return
-
-    def _continue_epoch(self, runner, done, per_epoch):
         loop = runner.train_loop
-        if isinstance(loop, IterBasedTrainLoop):
-            return  # it skips the trained batches itself
-        dataloader = loop.dataloader
-        usable = (type(loop).run_epoch is EpochBasedTrainLoop.run_epoch
-                  and dataloader.batch_sampler is not None)
-        if not usable or per_epoch != len(dataloader):
-            runner.logger.warning(
-                f'resumed {done} iterations into epoch {runner.epoch + 1}, but '
-                + ('the data loader has a different length now' if usable else
-                   f'{type(loop).__name__} cannot skip batches')
-                + ': the epoch restarts from its first batch')
-            return
-        runner.logger.info(f'continuing epoch {runner.epoch + 1} after its first {done} '
-                           f'of {per_epoch} iterations')
-        self._pending_skip = done
-        original = dataloader.batch_sampler
-        # DataLoader forbids re-assigning batch_sampler after construction.
-        object.__setattr__(dataloader, 'batch_sampler', _SkipFirstBatches(original, done))
-
-        def run_partial_epoch():
-            # EpochBasedTrainLoop.run_epoch (mmengine 0.10), batch indices from `done`
-            try:
-                loop.runner.call_hook('before_train_epoch')
-                loop.runner.model.train()
-                for idx, data_batch in enumerate(loop.dataloader, start=done):
-                    loop.run_iter(idx, data_batch)
-                loop.runner.call_hook('after_train_epoch')
-                loop._epoch += 1
-            finally:
-                del loop.run_epoch
-                object.__setattr__(dataloader, 'batch_sampler', original)
-
-        loop.run_epoch = run_partial_epoch
-
-    def before_train_epoch(self, runner) -> None:
-        # after a mid-epoch resume the epoch began `_pending_skip` iterations earlier
-        self._epoch_start_iter = runner.iter - self._pending_skip
-        self._pending_skip = 0
-        self._in_epoch = True
-
-    def before_save_checkpoint(self, runner, checkpoint) -> None:
-        """Record how many iterations of the running epoch the checkpoint holds: 0 for
-        the end-of-epoch checkpoint (its epoch is already counted) and for the ones
-        saved after the epoch, such as the best checkpoint after validation."""
-        meta = checkpoint.setdefault('meta', {})
-        in_epoch = (self._in_epoch and meta.get('epoch') == runner.epoch
-                    and isinstance(runner.train_loop, EpochBasedTrainLoop))
-        meta['iters_in_epoch'] = meta.get('iter', 0) - self._epoch_start_iter if in_epoch else 0
-        meta['iters_per_epoch'] = len(runner.train_loop.dataloader)
+        if (isinstance(loop, EpochBasedTrainLoop)
+                and not isinstance(loop, ResumableEpochBasedTrainLoop)):
+            runner.logger.info(
+                f'{type(loop).__name__}: an epoch interrupted by a signal restarts from '
+                'its first batch on resume (ResumableEpochBasedTrainLoop continues it)')
 
     # ------------------------------------------------------------- preemption
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
@@ -255,7 +157,6 @@ class SlurmPreemptionHook(Hook):
 
     # ------------------------------------------------------------ clean-up
     def after_train_epoch(self, runner) -> None:
-        self._in_epoch = False
         if is_main_process():
             ckpt_hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
             out_dir = getattr(ckpt_hook, 'out_dir', None) or runner.work_dir

@@ -1,4 +1,4 @@
-"""Errors from unreadable COCO annotation files that name the file.
+"""Patch: errors from unreadable COCO annotation files name the file.
 
 mmdet's COCO wrapper (used by ``CocoDataset`` and ``CocoMetric``) lets a
 ``json.JSONDecodeError`` or a ``KeyError`` escape with no file name, so a user with
@@ -10,13 +10,12 @@ import functools
 
 from mmdet.datasets.api_wrappers import COCO
 
+from .patch import Patch
+
 REQUIRED_SECTIONS = ('images', 'categories')
 
 
 def _naming_the_file(init):
-    if getattr(init, '_deform_ext_names_file', False):
-        return init
-
     @functools.wraps(init)
     def load(self, annotation_file=None):
         try:
@@ -34,10 +33,9 @@ def _naming_the_file(init):
         if missing:
             raise ValueError(f'annotation file {annotation_file} has no {missing} section')
 
-    load._deform_ext_names_file = True
     return load
 
 
-def install() -> None:
-    """Wrap mmdet's ``COCO.__init__`` (idempotent)."""
-    COCO.__init__ = _naming_the_file(COCO.__init__)
+PATCH = Patch('coco_errors', 'mmdet', '3.3.',
+              lambda: [(COCO, '__init__', _naming_the_file(COCO.__init__))],
+              purpose='naming the broken annotation file in COCO loading errors')

@@ -1,10 +1,11 @@
-"""Load mmengine-written checkpoints under torch >= 2.6 with ``weights_only`` kept on.
+"""Patch: mmengine-written checkpoints load under torch >= 2.6 with ``weights_only`` on.
 
 torch 2.6 made ``torch.load(weights_only=True)`` the default; mmengine 0.10 does not
 say which types its checkpoints hold, so every checkpoint with a message hub fails
 to load (resume, ``load_from``, teacher models). Instead of turning the safety off we
-allow exactly the extra types that mmengine checkpoints contain: its
-``HistoryBuffer`` and the numpy arrays, dtypes and scalars that it holds. Anything
+allow exactly the extra types that mmengine checkpoints contain, for our loads only
+(torch's global allow-list is left as it was): its ``HistoryBuffer`` and the numpy
+arrays, dtypes and scalars that it holds. Anything
 else, in particular a global that would run code, is still refused, and the error
 names the file and the refused global.
 
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .patch import Patch
 
 # HistoryBuffer registers these on first construction; others via register_statistics.
 _HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
@@ -63,7 +66,8 @@ def load_from_local(filename: str, map_location=None):
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename} can not be found.')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise pickle.UnpicklingError(
             f'refused to load checkpoint {filename}: {_refusal_reason(str(error))}. '
@@ -83,7 +87,7 @@ def _refusal_reason(message: str) -> str:
     return f'weights-only unpickling failed ({message.splitlines()[0]})'
 
 
-def install() -> None:
-    """Allow the mmengine checkpoint types and route local loads through ours."""
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+PATCH = Patch(
+    'checkpoint_loading', 'mmengine', '0.10.',
+    lambda: [(CheckpointLoader._schemes, '', load_from_local)],
+    purpose='loading mmengine checkpoints (resume, load_from) under torch >= 2.6')
