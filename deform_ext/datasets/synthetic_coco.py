@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deform_ext.utils.atomic_write import write_text_atomic
 from .synthetic_rendering import render_image
 from .synthetic_shapes import CLASSES, PlacedShape
 
@@ -106,11 +107,9 @@ def summarise(coco: dict) -> dict:
 
 def _write_json_atomically(path: Path, content: dict, *,
                            indent: int | None = None) -> None:
-    """Write ``content`` to ``path`` via a temporary file, so ``path`` is whole."""
-    temporary = path.with_name(path.name + '.tmp')
+    """Write ``content`` to ``path`` as JSON, complete or not at all."""
     separators = None if indent else (',', ':')
-    temporary.write_text(json.dumps(content, indent=indent, separators=separators))
-    os.replace(temporary, path)
+    write_text_atomic(str(path), json.dumps(content, indent=indent, separators=separators))
 
 
 def _checked_pair(name: str, value, *, minimum: float, kind: type) -> list:
