@@ -43,9 +43,9 @@ def _runner(work_dir, seen, resume=False, stop_after=None, batch_size=2, seed=0)
         train_dataloader=dict(dataset=ToyDataset(), batch_size=batch_size, num_workers=0,
                               sampler=dict(type='DefaultSampler', shuffle=True)),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
-        train_cfg=dict(type='deform_ext.ResumableEpochBasedTrainLoop', max_epochs=2),
+        train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=2),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
-        custom_hooks=[RecordBatches(seen, stop_after)], default_scope='mmdet',
+        custom_hooks=[RecordBatches(seen, stop_after)], default_scope='deform_ext',
         resume=resume, randomness=dict(seed=seed), log_level='WARNING')
 
 
