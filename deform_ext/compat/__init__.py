@@ -10,6 +10,8 @@ undoable, and applied only to the versions it was written for.
   atomically, and nothing is deleted before its successor is on disk;
 - distributed_launch (mmengine 0.10): the ``pytorch`` and ``slurm`` launchers work on a
   CPU-only torch;
+- test_metrics_json (mmengine 0.10): in a multi-process test only the main process
+  writes the metrics JSON (every rank wrote the same file at once);
 - coco_errors (mmdet 3.3): unreadable annotation files are named in the error.
 
 ``import deform_ext`` installs them; ``DEFORM_EXT_NO_COMPAT=1`` in the environment
@@ -19,11 +21,12 @@ the duration of a ``with`` block.
 import contextlib
 import os
 
-from . import checkpoint_loading, checkpoint_writes, coco_errors, distributed_launch
+from . import (checkpoint_loading, checkpoint_writes, coco_errors, distributed_launch,
+               test_metrics_json)
 from .patch import Patch
 
 PATCHES = (checkpoint_loading.PATCH, checkpoint_writes.PATCH, distributed_launch.PATCH,
-           coco_errors.PATCH)
+           test_metrics_json.PATCH, coco_errors.PATCH)
 OPT_OUT_VARIABLE = 'DEFORM_EXT_NO_COMPAT'
 
 

@@ -8,7 +8,8 @@ import warnings
 import pytest
 from mmdet.datasets.api_wrappers import COCO
 from mmengine.dist import utils as dist_utils
-from mmengine.hooks import CheckpointHook
+from mmengine.dist import utils as dist_utils_module
+from mmengine.hooks import CheckpointHook, LoggerHook
 from mmengine.hooks import checkpoint_hook as checkpoint_hook_module
 from mmengine.runner import checkpoint as checkpoint_module
 
@@ -29,6 +30,7 @@ def _patched_places():
         'hook open': vars(checkpoint_hook_module).get('open'),
         'after_val_epoch': vars(CheckpointHook)['after_val_epoch'],
         'launcher': dist_utils._init_dist_pytorch,
+        'test metrics json': vars(LoggerHook)['after_test_epoch'],
         'coco init': vars(COCO)['__init__'],
     }
 
@@ -85,7 +87,7 @@ def test_unsupported_version_warns_once_and_stays_off(restored, monkeypatch):
     with pytest.warns(RuntimeWarning, match=r"'checkpoint_writes'.*mmengine 0\.10\.x.*"
                                             r"mmengine 0\.11\.0.*stays off") as record:
         assert compat.install() == ['coco_errors']  # the mmdet patch still applies
-    assert len([w for w in record if 'mmengine' in str(w.message)]) == 3
+    assert len([w for w in record if 'mmengine' in str(w.message)]) == 4
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # a second install: no second warning
         assert compat.install() == ['coco_errors']
@@ -128,3 +130,13 @@ def test_opt_out_keeps_every_patch_off():
                             capture_output=True, timeout=300,
                             env=dict(os.environ, DEFORM_EXT_NO_COMPAT='1'))
     assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-3000:]
+
+
+def test_only_the_main_process_writes_the_test_metrics(monkeypatch):
+    """On rank 1 the test-epoch logging (which dumps the metrics JSON) does not run;
+    on rank 0 it does (here it fails on the missing runner, proving it ran)."""
+    monkeypatch.setattr(dist_utils_module, 'get_rank', lambda group=None: 1)
+    assert LoggerHook().after_test_epoch(runner=None) is None
+    monkeypatch.setattr(dist_utils_module, 'get_rank', lambda group=None: 0)
+    with pytest.raises(AttributeError):
+        LoggerHook().after_test_epoch(runner=None)
