@@ -10,6 +10,8 @@ def num_classes_of(model: nn.Module) -> int:
     """The classes of a detector's box head (``bbox_head``, or ``roi_head.bbox_head``
     for two-stage detectors such as Faster R-CNN)."""
     head = model.bbox_head if hasattr(model, 'bbox_head') else model.roi_head.bbox_head
+    if isinstance(head, nn.ModuleList):  # Cascade R-CNN: one head per stage
+        head = head[-1]
     return head.num_classes
 
 

@@ -7,6 +7,8 @@ One detector for the four variants of the paper, chosen as in mmdet:
 - multi-scale: ``num_feature_levels=4`` (default);
 - iterative box refinement: ``with_box_refine=True``;
 - two-stage: ``as_two_stage=True`` (encoder proposals, top-k, no NMS).
+  The proposals come from :func:`~deform_ext.models.layers.encoder_tokens`, the
+  same code as :class:`~deform_ext.models.dense_heads.EncoderRPNHead`'s.
 
 It subclasses mmdet's ``DeformableDETR`` and keeps its
 ``pre_transformer → forward_encoder → pre_decoder → forward_decoder`` hooks, so with
@@ -15,6 +17,8 @@ the same weights it computes the same numbers. Differences:
 - the encoder/decoder are :class:`DeformableEncoder` / :class:`DeformableDecoder`
   on :class:`MSDeformAttn` (selectable with ``type`` in ``encoder``/``decoder`` and
   the attention configs), with gradient checkpointing by ``encoder.num_cp``;
+- two-stage on an image with fewer tokens than ``num_queries`` (e.g. 32×32)
+  decodes every token instead of failing in ``torch.topk``;
 - the two-stage proposal position embedding has ``embed_dims // 2`` features per
   box coordinate (mmdet 3.3 hard-codes 128, which only fits ``embed_dims=256``);
 - ``offset_loss`` (e.g. ``dict(type='OffsetL1Loss', loss_weight=1e-4)``) adds a
@@ -24,7 +28,7 @@ the same weights it computes the same numbers. Differences:
   parameters and numbers up to rounding; off by default.
 """
 import math
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmdet.models.detectors import DeformableDETR
@@ -34,6 +38,7 @@ from torch import Tensor, nn
 
 from deform_ext.registry import MODELS, build_in_scope
 from ..layers.deformable_detr_layers import DeformableDecoder, DeformableEncoder
+from ..layers.encoder_proposals import encoder_tokens, top_k_tokens
 from ..layers.ms_deform_attn import MSDeformAttn
 
 
@@ -97,6 +102,30 @@ class DeformDETR(DeformableDETR):
             self.pos_trans_norm = nn.LayerNorm(self.embed_dims * 2)
         else:
             self.reference_points_fc = nn.Linear(self.embed_dims, 2)
+
+    def pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor],
+                    spatial_shapes: Tensor) -> Tuple[Dict, Dict]:
+        """Decoder queries from the encoder memory (bs, n, dim), as mmdet's; two-stage
+        takes the top ``min(num_queries, n)`` encoder proposals (see
+        :mod:`~deform_ext.models.layers.encoder_proposals`)."""
+        if not self.as_two_stage:
+            return super().pre_decoder(memory, memory_mask, spatial_shapes)
+        layer = self.decoder.num_layers  # the head's extra branch pair scores proposals
+        tokens = encoder_tokens(memory, memory_mask, spatial_shapes, self.memory_trans_fc,
+                                self.memory_trans_norm, self.bbox_head.cls_branches[layer],
+                                self.bbox_head.reg_branches[layer])
+        top = top_k_tokens(tokens.class_logits[..., 0], self.num_queries)
+        coords_unact = torch.gather(tokens.coords_unact, 1,
+                                    top.unsqueeze(-1).expand(-1, -1, 4)).detach()
+        pos_trans_out = self.pos_trans_norm(
+            self.pos_trans_fc(self.get_proposal_pos_embed(coords_unact)))
+        query_pos, query = torch.split(pos_trans_out, memory.shape[-1], dim=2)
+        decoder_inputs_dict = dict(query=query, query_pos=query_pos, memory=memory,
+                                   reference_points=coords_unact.sigmoid())
+        head_inputs_dict = dict(enc_outputs_class=tokens.class_logits,
+                                enc_outputs_coord=tokens.coords_unact.sigmoid()
+                                ) if self.training else dict()
+        return decoder_inputs_dict, head_inputs_dict
 
     def deform_attn_modules(self) -> List[MSDeformAttn]:
         """The deformable attention modules of encoder and decoder."""
