@@ -30,6 +30,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from training_runs import synthetic_data_root
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO_ROOT, 'configs', 'deformable_detr')
 MODELS = {
@@ -58,18 +60,6 @@ def mAP_by_epoch(directory):
             if 'coco/bbox_mAP' in record:
                 result[record.get('step', epoch)] = record['coco/bbox_mAP']
     return result
-
-
-def default_data_root(work_dir, image_size):
-    """data/synthetic_coco at 256; at another size, a set generated in the work dir."""
-    if image_size == 256:
-        return osp.join(REPO_ROOT, 'data', 'synthetic_coco')
-    root = osp.join(work_dir, f'synthetic_coco_{image_size}')
-    subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'data',
-                                             'generate_synthetic_coco.py'),
-                    '--out-dir', root, '--image-size', str(image_size)], check=True,
-                   stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
-    return root
 
 
 def train(name, seed, epochs, args, threads):
@@ -141,7 +131,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.table_only:
         if args.data_root is None:
-            args.data_root = default_data_root(args.work_dir, args.image_size)
+            args.data_root = synthetic_data_root(args.work_dir, args.image_size)
         todo = [(name, seed) for name in args.only for seed in args.seeds
                 if args.epochs * MODELS[name][1]
                 not in mAP_by_epoch(run_dir(args.work_dir, name, seed))]
