@@ -1,27 +1,9 @@
-# EncoderRPNHead in place of RPNHead in the 64-d synthetic detectors (a delta that the
-# configs apply with `model = _base_._encoder_rpn`): one deformable encoder layer over
-# P2-P6, Hungarian (one-to-one) assignment, the 300 best tokens as proposals, no NMS.
+# EncoderRPNHead of ./encoder-rpn_r50.py at the 64-d synthetic detectors' width (a delta
+# that the configs apply with `model = _base_._encoder_rpn`): one deformable encoder
+# layer of 4 heads over P2-P6, Hungarian (one-to-one) assignment, 300 proposals, no NMS.
+_base_ = './encoder-rpn_r50.py'
 _encoder_rpn = dict(
     rpn_head=dict(
-        _delete_=True,
-        type='deform_ext.EncoderRPNHead',
         in_channels=64,
-        num_levels=5,
-        encoder=dict(
-            num_layers=1,
-            layer_cfg=dict(
-                self_attn_cfg=dict(type='MSDeformAttn', embed_dims=64, num_heads=4,
-                                   num_levels=5, num_points=4, batch_first=True),
-                ffn_cfg=dict(embed_dims=64, feedforward_channels=256, ffn_drop=0.0)))),
-    train_cfg=dict(
-        rpn=dict(
-            _delete_=True,
-            assigner=dict(
-                type='HungarianAssigner',
-                match_costs=[
-                    dict(type='FocalLossCost', weight=2.0),
-                    dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                    dict(type='IoUCost', iou_mode='giou', weight=2.0)
-                ])),
-        rpn_proposal=dict(_delete_=True, max_per_img=300)),
-    test_cfg=dict(rpn=dict(_delete_=True, max_per_img=300)))
+        encoder=dict(layer_cfg=dict(self_attn_cfg=dict(embed_dims=64, num_heads=4),
+                                    ffn_cfg=dict(embed_dims=64, feedforward_channels=256)))))
