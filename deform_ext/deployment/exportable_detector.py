@@ -47,9 +47,8 @@ def detector_kind(detector: nn.Module) -> str:
             and isinstance(head.bbox_coder, DeltaXYWHBBoxCoder) and head.use_sigmoid_cls \
             and head.test_cfg.get('nms', {}).get('type') == 'nms':
         return 'dense'
-    raise UnsupportedModelError(
-        f'cannot export {type(detector).__name__} with {type(head).__name__}: '
-        f'supported are {SUPPORTED}')
+    parts = type(detector).__name__ + (f' with {type(head).__name__}' if head else '')
+    raise UnsupportedModelError(f'cannot export {parts}: supported are {SUPPORTED}')
 
 
 def detr_detections(cls_scores: Tensor, bbox_preds: Tensor, max_per_img: int,
