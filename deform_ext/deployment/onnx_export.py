@@ -30,6 +30,7 @@ def export_onnx(module: nn.Module, args: tuple, path: str, *, plugin: bool,
     with torch.no_grad(), warnings.catch_warnings():
         # chosen on purpose (see ms_deform_attn_onnx); mmdet's shape reads warn per call
         warnings.filterwarnings('ignore', message='You are using the legacy TorchScript')
+        warnings.filterwarnings('ignore', message='The feature will be removed')
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         torch.onnx.export(module, args, path, dynamo=False, opset_version=OPSET,
                           input_names=list(input_names), output_names=list(output_names),

@@ -1,0 +1,48 @@
+"""tools/deployment/export_onnx.py end to end on the demo config: both forms, and
+clear errors for a missing checkpoint or an unsupported detector."""
+import os.path as osp
+
+import onnx
+import torch
+
+from deform_ext.deployment import PLUGIN_NAME
+from deform_ext.testing import build_model, config_path, get_config, without_init_cfg
+from tests.conftest import DEMO_CONFIG, run_tool
+from tests.test_ops.ms_deform_attn_helpers import requires_extension
+
+pytestmark = requires_extension
+TOOL = 'tools/deployment/export_onnx.py'
+
+
+def save_checkpoint(config, path):
+    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def test_demo_config_exports_in_both_forms(tmp_path):
+    checkpoint = save_checkpoint('demo/*.py', tmp_path / 'demo.pth')
+    fallback = str(tmp_path / 'fallback.onnx')
+    result = run_tool(['python', TOOL, DEMO_CONFIG, checkpoint, '--out', fallback,
+                       '--shape', '128', '128', '--fallback'])
+    assert 'standard ONNX ops; onnx.checker passed' in result.stdout
+    assert 'onnxruntime vs PyTorch on a sample image' in result.stdout
+    assert 'labels equal 100%' in result.stdout
+    plugin = str(tmp_path / 'plugin.onnx')
+    result = run_tool(['python', TOOL, DEMO_CONFIG, checkpoint, '--out', plugin])
+    assert '(batch, 3, 256, 256)' in result.stdout  # the test pipeline's Resize scale
+    assert 'runs on TensorRT' in result.stdout
+    assert any(n.op_type == PLUGIN_NAME for n in onnx.load(plugin).graph.node)
+
+
+def test_missing_checkpoint_and_unsupported_detector_are_clear_errors(tmp_path):
+    result = run_tool(['python', TOOL, DEMO_CONFIG, str(tmp_path / 'none.pth')], check=False)
+    assert result.returncode != 0
+    assert f"checkpoint file {tmp_path / 'none.pth'} does not exist" in result.stderr
+    config = 'dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py'
+    checkpoint = save_checkpoint(config, tmp_path / 'faster.pth')
+    result = run_tool(['python', TOOL, config_path(config), checkpoint,
+                       '--out', str(tmp_path / 'faster.onnx')], check=False)
+    assert result.returncode != 0
+    assert 'error: cannot export FasterRCNN' in result.stderr
+    assert not osp.exists(tmp_path / 'faster.onnx')
