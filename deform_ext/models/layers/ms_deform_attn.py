@@ -13,6 +13,10 @@ Additions, all off by default (then the numbers are mmcv's):
   small offsets, never beyond ``r`` in the units of the offsets);
 - offset recording for an offset regularisation loss (see
   :class:`deform_ext.models.losses.OffsetL1Loss`), switched on by the detector;
+- sampling recording for pictures (``record_sampling``; see
+  :mod:`deform_ext.visualization.sampling`): each forward appends the detached
+  reference points, sampling locations and attention weights that went into the op
+  to ``recorded_sampling``; nothing is computed differently;
 - :meth:`grow_points`: more sampling points with an unchanged output, used by
   :class:`deform_ext.engine.hooks.ProgressiveSamplingPointsHook`; a checkpoint with
   more points grows the module when it is loaded.
@@ -75,6 +79,8 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         self.box_offset_points = box_offset_points or num_points
         self.record_offsets = False
         self.recorded_offsets: List[Tensor] = []
+        self.record_sampling = False
+        self.recorded_sampling: List[Dict[str, Tensor]] = []
 
     # ------------------------------------------------------------------ forward
     def forward(self,
@@ -145,6 +151,10 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         else:
             raise ValueError('the last dim of reference_points must be 2 or 4, got '
                              f'{reference_points.shape[-1]}')
+        if self.record_sampling:  # (bs, nq, levels, 2|4), (bs, nq, heads, levels, points[, 2])
+            self.recorded_sampling.append(dict(
+                reference_points=reference_points.detach(), spatial_shapes=spatial_shapes,
+                sampling_locations=locations.detach(), attention_weights=weights.detach()))
         output = self._attend(value, spatial_shapes, level_start_index, locations, weights)
         output = self.output_proj(output)
         if not self.batch_first:
