@@ -11,7 +11,7 @@ it returns works with mmdet's ``inference_detector``.
 import copy
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import mmcv
 import numpy as np

@@ -20,7 +20,7 @@ is drawn at ``x * w * s / scale_x`` original image pixels.
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
