@@ -1,6 +1,6 @@
 """The PNG of a :class:`~deform_ext.visualization.sampling.SamplingRecord`: one row per
 chosen detection, one panel per feature level (or per head); in each, the image, the
-detected box (solid), the reference point (white star; the reference box dashed when
+detected box (solid white), the reference point (white star; the reference box dashed when
 the decoder refines boxes) and every sampling point coloured and sized by its attention
 weight (one colour scale for the whole figure, a colour bar at the right).
 
@@ -13,7 +13,7 @@ import numpy as np
 from .sampling import (COLOUR_MAP, COLOURBAR_PX, HEADER_PX, LEVEL_MARKERS,
                        AttentionSampling, SamplingRecord)
 
-BOX_COLOUR, REFERENCE_COLOUR = '#39ff14', '#00e5ff'
+BOX_COLOUR, REFERENCE_COLOUR = 'white', '#00e5ff'
 
 
 def figure_size(rows: int, cols: int, panel_size: int) -> Tuple[int, int]:
@@ -32,6 +32,15 @@ def encoder_query(sampling: AttentionSampling, box: np.ndarray, level: int) -> i
     return start + int(distance.argmin())
 
 
+def default_detections(record: SamplingRecord, count: int = 3) -> list:
+    """The best ``count`` detections of distinct queries (a DETR query ranks once
+    per class, so its best class comes first)."""
+    first = {}
+    for det, query in enumerate(record.queries.tolist()):
+        first.setdefault(query, det)
+    return list(first.values())[:count]
+
+
 def _rows(record: SamplingRecord, sampling: AttentionSampling, source: str,
           boxes: Optional[Sequence[int]], queries: Optional[Sequence[int]],
           query_level: int):
@@ -46,7 +55,7 @@ def _rows(record: SamplingRecord, sampling: AttentionSampling, source: str,
             rows.append((int(query), int(found[0]) if len(found) else None, f'query {query}'))
         return rows
     if boxes is None:
-        boxes = range(min(3, len(record.boxes)))
+        boxes = default_detections(record)
     for det in boxes:
         if not 0 <= det < len(record.boxes):
             raise ValueError(f'detection {det} does not exist: the image has '
@@ -60,9 +69,12 @@ def _rows(record: SamplingRecord, sampling: AttentionSampling, source: str,
 
 
 def _row_extent(record: SamplingRecord, sampling: AttentionSampling, query: int,
-                det: Optional[int], img_w: int, img_h: int):
-    """x and y limits of a row's panels: the image, grown to show every sampling point,
-    reference and box of the row (points off the image read zeros), plus a margin."""
+                det: Optional[int], img_w: int, img_h: int, extent: str):
+    """x and y limits of a row's panels: the image (``extent='image'``), or the image
+    grown to show every sampling point, reference and box of the row (``'points'``;
+    points off the image read zeros), plus a margin."""
+    if extent == 'image':
+        return (0, img_w), (0, img_h)
     xy = [sampling.locations[query].reshape(-1, 2), sampling.references[query, :, :2],
           np.array([[0.0, 0.0], [img_w, img_h]])]
     if sampling.references.shape[-1] == 4:
@@ -86,8 +98,8 @@ def _detection_label(record: SamplingRecord, det: int) -> str:
 def draw_sampling(record: SamplingRecord, out: str, *, source: str = 'decoder',
                   boxes: Optional[Sequence[int]] = None,
                   queries: Optional[Sequence[int]] = None, per: str = 'level',
-                  query_level: int = 0, panel_size: int = 320, dpi: int = 100,
-                  title: Optional[str] = None) -> Tuple[int, int]:
+                  query_level: int = 0, extent: str = 'points', panel_size: int = 320,
+                  dpi: int = 100, title: Optional[str] = None) -> Tuple[int, int]:
     """Write the PNG ``out`` and return its (width, height) in pixels.
 
     Args:
@@ -95,12 +107,14 @@ def draw_sampling(record: SamplingRecord, out: str, *, source: str = 'decoder',
         source: ``'decoder'`` (the last decoder layer) or ``'encoder'`` (the layer
             recorded with ``encoder_layer``).
         boxes: detections to draw, indices into ``record.boxes`` (best first);
-            default the best three. An encoder row is the token of ``query_level``
+            default the best three of distinct queries. An encoder row is the token of ``query_level``
             nearest the detection's centre.
         queries: query indices instead of detections (decoder queries, or encoder
             tokens counted over all levels).
         per: ``'level'`` (a panel per level, every head in it) or ``'head'`` (a panel
             per head, every level in it, one marker shape per level).
+        extent: ``'points'`` (default: each row shows all its sampling points, also
+            those off the image, on grey) or ``'image'`` (the image only).
         panel_size: pixels per panel side; dpi: of the PNG (sets the text size).
     """
     from matplotlib.cm import ScalarMappable
@@ -114,6 +128,8 @@ def draw_sampling(record: SamplingRecord, out: str, *, source: str = 'decoder',
         raise ValueError(f"source must be 'decoder' or 'encoder', got {source!r}")
     if sampling is None:
         raise ValueError('no encoder layer was recorded: pass encoder_layer to collect_sampling')
+    if extent not in ('points', 'image'):
+        raise ValueError(f"extent must be 'points' or 'image', got {extent!r}")
     if per not in ('level', 'head'):
         raise ValueError(f"per must be 'level' or 'head', got {per!r}")
     num_heads, num_levels = sampling.weights.shape[1:3]
@@ -132,7 +148,7 @@ def draw_sampling(record: SamplingRecord, out: str, *, source: str = 'decoder',
 
     # a row's panels share their limits; a point beyond the image lies on grey
     for r, (query, det, row_label) in enumerate(rows):
-        x_lim, y_lim = _row_extent(record, sampling, query, det, img_w, img_h)
+        x_lim, y_lim = _row_extent(record, sampling, query, det, img_w, img_h, extent)
         for c in range(cols):
             left = (c * panel_size + label_px) / width
             bottom = (height - HEADER_PX - (r + 1) * panel_size + pad) / height
@@ -146,16 +162,17 @@ def draw_sampling(record: SamplingRecord, out: str, *, source: str = 'decoder',
             ax.set_yticks([])
             if det is not None:
                 x1, y1, x2, y2 = record.boxes[det]
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False,
-                                       edgecolor=BOX_COLOUR, linewidth=1.5))
+                for colour, line in (('black', 3.0), (BOX_COLOUR, 1.5)):  # seen on any image
+                    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False,
+                                           edgecolor=colour, linewidth=line))
             levels = [c] if per == 'level' else range(num_levels)
             heads = range(num_heads) if per == 'level' else [c]
             reference = sampling.references[query, levels[0]]
             if reference.shape[-1] == 4:
                 cx, cy, bw, bh = reference
-                ax.add_patch(Rectangle((cx - bw / 2, cy - bh / 2), bw, bh, fill=False,
-                                       edgecolor=REFERENCE_COLOUR, linewidth=1.0,
-                                       linestyle='--'))
+                for colour, line in (('black', 2.2), (REFERENCE_COLOUR, 1.0)):
+                    ax.add_patch(Rectangle((cx - bw / 2, cy - bh / 2), bw, bh, fill=False,
+                                           edgecolor=colour, linewidth=line, linestyle='--'))
             for level in levels:
                 points = sampling.locations[query, list(heads), level].reshape(-1, 2)
                 weights = sampling.weights[query, list(heads), level].reshape(-1)
@@ -198,4 +215,4 @@ def _default_title(sampling: AttentionSampling, source: str, per: str) -> str:
     kind = 'the reference box (dashed)' if sampling.references.shape[-1] == 4 \
         else 'the reference point (★)'
     return (f'{sampling.name} ({what}): sampling points by attention weight, '
-            f'{kind}, detected box (green); panel per {per}')
+            f'{kind}, detected box (white); panel per {per}')

@@ -6,8 +6,8 @@ from PIL import Image
 
 from deform_ext.apis import load_detector
 from deform_ext.models.layers.ms_deform_attn import MSDeformAttn
-from deform_ext.visualization import (collect_sampling, draw_sampling, figure_size,
-                                      level_strides, record_sampling)
+from deform_ext.visualization import (collect_sampling, default_detections, draw_sampling,
+                                      figure_size, level_strides, record_sampling)
 
 
 @pytest.fixture(scope='module')
@@ -78,11 +78,13 @@ def test_record_matches_the_predictions(model, record, image_dir):
     assert record.encoder.references.shape[-1] == 2
 
 
-@pytest.mark.parametrize('source, per', [('decoder', 'level'), ('decoder', 'head'),
-                                         ('encoder', 'level')])
-def test_draw_writes_a_png_of_the_stated_size(record, tmp_path, source, per):
+@pytest.mark.parametrize('source, per, extent', [('decoder', 'level', 'points'),
+                                                 ('decoder', 'head', 'image'),
+                                                 ('encoder', 'level', 'points')])
+def test_draw_writes_a_png_of_the_stated_size(record, tmp_path, source, per, extent):
     out = str(tmp_path / f'{source}_{per}.png')
-    size = draw_sampling(record, out, source=source, per=per, boxes=[0, 1], panel_size=200)
+    size = draw_sampling(record, out, source=source, per=per, boxes=[0, 1], extent=extent,
+                         panel_size=200)
     heads, levels = record.decoder.weights.shape[1:3]
     assert size == figure_size(2, levels if per == 'level' else heads, 200)
     assert_png(out, size)
@@ -93,6 +95,13 @@ def test_draw_errors(record, tmp_path):
         draw_sampling(record, str(tmp_path / 'x.png'), boxes=[99])
     with pytest.raises(ValueError, match='query 500 does not exist'):
         draw_sampling(record, str(tmp_path / 'x.png'), queries=[500])
+    with pytest.raises(ValueError, match="per must be 'level' or 'head'"):
+        draw_sampling(record, str(tmp_path / 'x.png'), per='point')
+
+
+def test_default_rows_are_distinct_queries(record):
+    rows = default_detections(record)
+    assert rows[0] == 0 and len(set(record.queries[rows].tolist())) == len(rows) == 3
 
 
 def test_tool(tool, tiny_detector, image_dir, tmp_path, capsys):

@@ -2,10 +2,11 @@
 
     python tools/analysis/visualize_sampling.py IMAGE CONFIG CHECKPOINT --out s.png
         [--boxes 0 1 2 | --queries 5 17] [--per level|head]
-        [--encoder-layer K [--query-level L]] [--panel-size 320] [--device cpu]
+        [--encoder-layer K [--query-level L]] [--extent points|image]
+        [--panel-size 320] [--device cpu]
 
 For each chosen detection (``--boxes``: indices of the detections, best first; default
-the best three) the last decoder layer's cross-attention is drawn: one row per
+the best three of distinct queries, as a query ranks once per class) the last decoder layer's cross-attention is drawn: one row per
 detection, one panel per feature level (``--per head``: per head), with the image, the
 detected box, the reference point (and box) and every sampling point coloured and sized
 by its attention weight. ``--encoder-layer K`` also writes ``<out>_encoder<K>.png`` (K counted from 0): the
@@ -20,7 +21,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import deform_ext  # noqa: E402,F401  registers components
 from deform_ext.apis import CheckpointMismatchError, load_detector  # noqa: E402
-from deform_ext.visualization import collect_sampling, draw_sampling  # noqa: E402
+from deform_ext.visualization import (collect_sampling, default_detections,  # noqa: E402
+                                      draw_sampling)
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -32,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='PNG file to write')
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument('--boxes', type=int, nargs='+',
-                        help='detections to draw, 0 = best (default: 0 1 2)')
+                        help='detections to draw, 0 = best (default: the best 3 distinct queries)')
     chosen.add_argument('--queries', type=int, nargs='+', help='decoder queries to draw')
     parser.add_argument('--per', choices=('level', 'head'), default='level',
                         help='one panel per level (default) or per head')
@@ -40,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also draw this encoder layer (-1: the last)')
     parser.add_argument('--query-level', type=int, default=0,
                         help='level of the encoder token drawn for a detection (default: 0)')
+    parser.add_argument('--extent', choices=('points', 'image'), default='points',
+                        help='panels show every sampling point (default) or the image only')
     parser.add_argument('--panel-size', type=int, default=320, help='pixels per panel')
     parser.add_argument('--device', default='cpu', help='cpu, cuda ... (default: cpu)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -62,16 +66,16 @@ def main(argv=None) -> dict:
         record = collect_sampling(model, args.image, encoder_layer=args.encoder_layer)
         written = {args.out: draw_sampling(record, args.out, boxes=args.boxes,
                                            queries=args.queries, per=args.per,
-                                           panel_size=args.panel_size)}
+                                           extent=args.extent, panel_size=args.panel_size)}
         if args.encoder_layer is not None:
             layer = int(record.encoder.name.split('.')[2])  # encoder.layers.<i>.self_attn
             out = encoder_out_path(args.out, layer)
             written[out] = draw_sampling(record, out, source='encoder', boxes=args.boxes,
                                          per=args.per, query_level=args.query_level,
-                                         panel_size=args.panel_size)
+                                         extent=args.extent, panel_size=args.panel_size)
     except (FileNotFoundError, ValueError, KeyError, CheckpointMismatchError) as error:
         sys.exit(f'error: {error}')
-    for index in (args.boxes or range(min(3, len(record.boxes)))):
+    for index in args.boxes or default_detections(record):
         if index < len(record.boxes):
             box = ', '.join(f'{v:.0f}' for v in record.boxes[index])
             print(f'detection {index}: query {record.queries[index]}, score '
