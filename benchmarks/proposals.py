@@ -74,6 +74,7 @@ def proposal_config(directory, row):
     stage as mmdet's ``RPN`` detector, evaluated by two proposal metrics."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(directory, ROWS[row][0]))  # as the runner dumped it
+    cfg.resume = False  # a resumed training dumps resume=True; testing loads weights only
     model = cfg.model
     cfg.model = dict(type='RPN', data_preprocessor=model.data_preprocessor,
                      backbone=model.backbone, neck=model.neck, rpn_head=model.rpn_head,
