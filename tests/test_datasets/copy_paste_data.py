@@ -10,6 +10,7 @@ import pycocotools.mask as mask_utils
 from PIL import Image
 
 from deform_ext.datasets import SYNTHETIC_CLASSES
+from deform_ext.registry import DATASETS, build_in_scope
 
 SOURCE_COLOUR = (200, 40, 90)  # RGB of the hand-made set's objects
 TRAIN_ANNOTATIONS = 'annotations/instances_train.json'
@@ -43,6 +44,22 @@ def polygon_mask(polygon: list, height: int, width: int) -> np.ndarray:
     with warnings.catch_warnings():  # pycocotools 2.0's decoding under numpy 2
         warnings.filterwarnings('ignore', '__array__ implementation', DeprecationWarning)
         return mask_utils.decode(mask_utils.merge(rle)).astype(bool)
+
+
+def copy_paste_dataset(root, *, masks=False, build=True, **copy_paste_args):
+    """mmdet's CocoDataset config on ``root``: load, resize to 96, paste, pack;
+    built unless ``build=False``."""
+    copy_paste = dict(dict(type='SmallObjectCopyPaste', ann_file=TRAIN_ANNOTATIONS,
+                           data_root=str(root), data_prefix=dict(img='train/'),
+                           log_interval=0), **copy_paste_args)
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True, with_mask=masks),
+                dict(type='Resize', scale=(96, 96), keep_ratio=True), copy_paste,
+                dict(type='PackDetInputs')]
+    config = dict(type='CocoDataset', metainfo=dict(classes=SYNTHETIC_CLASSES),
+                  data_root=str(root), ann_file=TRAIN_ANNOTATIONS,
+                  data_prefix=dict(img='train/'), pipeline=pipeline)
+    return build_in_scope(DATASETS, config) if build else config
 
 
 def copy_paste(root: Path, **kwargs):

@@ -15,31 +15,16 @@ from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from deform_ext.datasets import SYNTHETIC_CLASSES
 from deform_ext.datasets.transforms import ObjectBank
 from deform_ext.engine.hooks import PipelineEpochHook
 from deform_ext.engine.hooks.pipeline_epoch_hook import set_pipeline_seed_epoch
-from deform_ext.registry import DATASETS, build_in_scope
 from tests.conftest import REPO_ROOT
-from tests.test_datasets.copy_paste_data import TRAIN_ANNOTATIONS, write_coco
+from tests.test_datasets.copy_paste_data import (TRAIN_ANNOTATIONS, copy_paste_dataset,
+                                                 write_coco)
 
 pytestmark = pytest.mark.filterwarnings(
     'ignore:__array__ implementation:DeprecationWarning')
 CONFIG = f'{REPO_ROOT}/configs/_base_/datasets/synthetic_coco_copy_paste.py'
-
-
-def _dataset(root, *, masks=False, **copy_paste_args):
-    """mmdet's CocoDataset on ``root``: load, resize to 96, paste, pack."""
-    copy_paste = dict(dict(type='SmallObjectCopyPaste', ann_file=TRAIN_ANNOTATIONS,
-                           data_root=str(root), data_prefix=dict(img='train/'),
-                           log_interval=0), **copy_paste_args)
-    pipeline = [dict(type='LoadImageFromFile'),
-                dict(type='LoadAnnotations', with_bbox=True, with_mask=masks),
-                dict(type='Resize', scale=(96, 96), keep_ratio=True), copy_paste,
-                dict(type='PackDetInputs')]
-    return build_in_scope(DATASETS, dict(
-        type='CocoDataset', metainfo=dict(classes=SYNTHETIC_CLASSES), data_root=str(root),
-        ann_file=TRAIN_ANNOTATIONS, data_prefix=dict(img='train/'), pipeline=pipeline))
 
 
 def _bank(root, **kwargs) -> ObjectBank:
@@ -70,13 +55,13 @@ def _same(a: list, b: list) -> bool:
 @pytest.mark.parametrize('masks', [False, True])
 def test_identical_across_runs_and_worker_counts(synthetic_set, masks):
     mode = 'mask' if masks else 'box'
-    one_process = _epochs(_dataset(synthetic_set, masks=masks, paste_mode=mode), 0)
-    again = _epochs(_dataset(synthetic_set, masks=masks, paste_mode=mode), 0)
-    two_workers = _epochs(_dataset(synthetic_set, masks=masks, paste_mode=mode), 2)
+    one_process = _epochs(copy_paste_dataset(synthetic_set, masks=masks, paste_mode=mode), 0)
+    again = _epochs(copy_paste_dataset(synthetic_set, masks=masks, paste_mode=mode), 0)
+    two_workers = _epochs(copy_paste_dataset(synthetic_set, masks=masks, paste_mode=mode), 2)
     assert _same(one_process[0], again[0]) and _same(one_process[1], again[1])
     assert _same(one_process[0], two_workers[0]) and _same(one_process[1], two_workers[1])
     assert not _same(one_process[0], one_process[1])  # persistent workers saw epoch 1
-    plain = _epochs(_dataset(synthetic_set, masks=masks, prob=0.0), 0, epochs=1)[0]
+    plain = _epochs(copy_paste_dataset(synthetic_set, masks=masks, prob=0.0), 0, epochs=1)[0]
     assert sum(len(s[1]) for s in one_process[0]) > sum(len(s[1]) for s in plain)
 
 
@@ -86,7 +71,7 @@ def test_bad_input_in_a_worker_is_an_error_naming_the_file(synthetic_set, tmp_pa
         del ann['segmentation']
     boxes_only = tmp_path / 'boxes_only.json'
     boxes_only.write_text(json.dumps(coco))
-    dataset = _dataset(synthetic_set, ann_file=str(boxes_only), paste_mode='mask', seed=0)
+    dataset = copy_paste_dataset(synthetic_set, ann_file=str(boxes_only), paste_mode='mask', seed=0)
     loader = DataLoader(dataset, batch_size=2, num_workers=1, collate_fn=pseudo_collate)
     with pytest.raises(ValueError, match=r"boxes_only.json: paste_mode='mask' needs a "
                                          r"'segmentation'"):
@@ -124,7 +109,7 @@ def test_selection_follows_area_weights(synthetic_set):
 def test_area_weighting_adds_more_small_objects_than_uniform(synthetic_set):
     """Counted by mask area, as COCO's evaluation buckets objects."""
     def added(weights):
-        dataset = _dataset(synthetic_set, masks=True, paste_mode='mask', seed=0,
+        dataset = copy_paste_dataset(synthetic_set, masks=True, paste_mode='mask', seed=0,
                            area_weights=weights, max_overlap=0.5)
         set_pipeline_seed_epoch(dataset, 0, 0)
         for index in range(len(dataset)):

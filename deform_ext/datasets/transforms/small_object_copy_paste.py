@@ -30,13 +30,14 @@ is scaled by the image's ``scale_factor`` (1 before any ``Resize``) times a jitt
 so pasted objects keep their size in the dataset's own pixels.
 
 Determinism: every random draw for an image comes from its own generator,
-``PCG64(SeedSequence((seed, epoch, img_id, tag)))``, never from a worker's stream, so
-the output is the same bit for bit across runs, worker counts, ``persistent_workers``
-and ranks. ``seed`` is the argument, else the runner's ``randomness.seed``; it and
+``PCG64(SeedSequence((seed, epoch, img_id, tag[, repeat_index])))``, never from a
+worker's stream, so the output is the same bit for bit across runs, worker counts,
+``persistent_workers`` and ranks. ``seed`` is the argument, else the runner's ``randomness.seed``; it and
 the epoch reach the transform from :class:`~deform_ext.engine.hooks.PipelineEpochHook`
 through a shared-memory cell (persistent workers see it). Without that hook the
 epoch stays 0 and each image gets the same pastes every epoch (a warning says so).
-An image repeated within an epoch (e.g. by ``RepeatDataset``) gets the same pastes.
+An image repeated within an epoch by ``RepeatDataset`` gets the same pastes; by
+:class:`~deform_ext.datasets.SmallObjectOversampledDataset` (``repeat_index``), new ones.
 Other random transforms (``RandomFlip``) draw from the worker's stream, so the whole
 pipeline's output depends on the worker count unless they are left out.
 
@@ -209,6 +210,8 @@ class SmallObjectCopyPaste(BaseTransform):
         if not isinstance(key, (int, np.integer)) or key < 0:
             key = zlib.crc32(str(key).encode())
         entropy = (int(seed) % 2**63, max(epoch, 0), int(key), RNG_TAG)
+        repeat = int(results.get('repeat_index', 0))  # SmallObjectOversampledDataset
+        entropy += (repeat,) if repeat else ()
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
     def transform(self, results: dict) -> dict:
