@@ -43,25 +43,37 @@ def synthetic_options(data_root: str, image_size: int) -> List[str]:
     ]
 
 
-def run_tool(arguments: Sequence[str], log_path: str, threads: int) -> None:
+def run_tool(arguments: Sequence[str], log_path: str, threads: int) -> float:
     """``python tools/<arguments>`` from the repository root with ``threads`` threads,
-    output to ``log_path``. Raises RuntimeError naming the log on failure."""
+    output to ``log_path``; returns the process's peak resident memory in MiB (its
+    dataloader workers not included). Raises RuntimeError naming the log on failure."""
     command = [sys.executable, osp.join(REPO_ROOT, 'tools', arguments[0]), *arguments[1:]]
     os.makedirs(osp.dirname(log_path), exist_ok=True)
     print('+', ' '.join(command), flush=True)
     with open(log_path, 'a') as log:
-        code = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONPATH=REPO_ROOT,
-                                       OMP_NUM_THREADS=str(threads))).returncode
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, PYTHONPATH=REPO_ROOT,
+                                            OMP_NUM_THREADS=str(threads)))
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f'{" ".join(arguments[:2])} failed (exit {code}); see {log_path}')
+    return usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def train(config: str, work_dir: str, options: Sequence[str], threads: int) -> None:
-    """``tools/train.py config`` into ``work_dir``, resuming if it holds a checkpoint."""
+def train(config: str, work_dir: str, options: Sequence[str], threads: int) -> float:
+    """``tools/train.py config`` into ``work_dir``, resuming if it holds a checkpoint;
+    returns the largest peak memory (MiB) of the training processes that ran there
+    (kept in ``<work_dir>/peak_rss_mib.txt`` across resumed attempts)."""
     resume = ['--resume'] if osp.exists(osp.join(work_dir, 'last_checkpoint')) else []
-    run_tool(['train.py', config, '--work-dir', work_dir, *resume, '--cfg-options', *options],
-             work_dir + '.log', threads)
+    peak = run_tool(['train.py', config, '--work-dir', work_dir, *resume, '--cfg-options',
+                     *options], work_dir + '.log', threads)
+    record = osp.join(work_dir, 'peak_rss_mib.txt')
+    if osp.exists(record):
+        peak = max(peak, float(open(record).read()))
+    with open(record, 'w') as f:
+        f.write(f'{peak:.1f}')
+    return peak
 
 
 def metrics_records(work_dir: str) -> List[dict]:

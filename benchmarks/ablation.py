@@ -1,0 +1,177 @@
+"""Ablations of the training tricks on the synthetic set: each row a config, trained
+with ``tools/train.py`` for the same epochs and several seeds, one thread per run, runs
+in parallel, resumable; prints COCO mAP and AP_small / medium / large (mean ± std over
+the seeds found), step and data time per iteration and the training process's peak
+memory per row.
+
+    python benchmarks/ablation.py SUITE [--rows R ...] [--seeds 0 1 2] [--epochs N]
+        [--jobs 2] [--work-dir work_dirs/ablation/SUITE] [--data-root R] [--table-only]
+
+Suites and their rows: ``benchmarks/ablation_suites.py`` (``--list`` prints them).
+A row's config is trained as it is, but for the seed, the epochs (lr steps at the
+suite's fractions of them), checkpoints each epoch (one kept, for resuming) and an
+evaluation at N/2 and N. Each (row, seed) goes to ``<work dir>/<row>_seed<seed>`` with
+its log beside it; a finished run is not repeated, a stopped one resumes. The table
+holds the runs finished so far, so ``--table-only`` can be read while they train.
+
+Step and data time: medians of the per-iteration ``time`` / ``data_time`` of
+mmengine's training log (first logged window of each run left out). Peak memory: the
+training process's peak resident set (``ru_maxrss``; dataloader workers not
+included), the largest over resumed attempts.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+
+from ablation_suites import SUITES
+from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
+                           train)
+
+sys.path.insert(0, REPO_ROOT)
+
+METRICS = {'mAP': 'coco/bbox_mAP', 'AP_s': 'coco/bbox_mAP_s', 'AP_m': 'coco/bbox_mAP_m',
+           'AP_l': 'coco/bbox_mAP_l'}
+HALF_METRICS = ('mAP', 'AP_s')  # also shown at N/2
+DEFAULT_DATA_ROOT = 'data/synthetic_coco/'  # the rows' configs' (make data)
+
+
+def run_dir(args, row, seed):
+    return osp.join(args.work_dir, f'{row}_seed{seed}')
+
+
+def results_path(args, row, seed):
+    return osp.join(run_dir(args, row, seed), 'results.json')
+
+
+def train_options(args, seed):
+    """The ``--cfg-options`` every row gets: seed, schedule, checkpoints, evaluations."""
+    epochs, half = args.epochs, max(args.epochs // 2, 1)
+    milestones = sorted({max(1, round(f * epochs)) for f in args.suite['lr_steps']})
+    return [f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
+            f'train_cfg.val_interval={half}', f'param_scheduler.1.end={epochs}',
+            f'param_scheduler.1.milestones={milestones}',
+            'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=1']
+
+
+def rerooted_config(config, data_root, directory):
+    """``config`` itself, or with ``data_root`` given, a copy written to ``directory``
+    whose every path under data/synthetic_coco/ (dataset roots, annotation files, the
+    Copy-Paste bank's root) is under ``data_root`` instead."""
+    if data_root is None:
+        return config
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    root = data_root.rstrip('/') + '/'
+
+    def reroot(value):
+        if isinstance(value, str) and value.startswith(DEFAULT_DATA_ROOT):
+            return root + value[len(DEFAULT_DATA_ROOT):]
+        if isinstance(value, dict):
+            return type(value)({k: reroot(v) for k, v in value.items()})
+        if isinstance(value, (list, tuple)):
+            return type(value)(reroot(v) for v in value)
+        return value
+    os.makedirs(directory, exist_ok=True)
+    path = osp.join(directory, osp.basename(config))
+    Config(reroot(cfg.to_dict())).dump(path)
+    return path
+
+
+def iteration_times(work_dir):
+    """(median step s, median data s) per iteration from the runs' training logs."""
+    steps, data = [], []
+    for path in glob.glob(osp.join(work_dir, '2*_*', 'vis_data', 'scalars.json')):
+        with open(path) as f:
+            records = [json.loads(line) for line in f]
+        records = [r for r in records if 'time' in r and 'data_time' in r][1:]
+        steps += [r['time'] for r in records]
+        data += [r['data_time'] for r in records]
+    return (statistics.median(steps) if steps else None,
+            statistics.median(data) if data else None)
+
+
+def benchmark_run(args, row, seed, threads):
+    """Train one (row, seed) and write ``<run>/results.json``."""
+    directory = run_dir(args, row, seed)
+    spec = args.suite['rows'][row]
+    config = rerooted_config(osp.join(REPO_ROOT, spec.config), args.data_root, directory)
+    peak_mib = train(config, directory,
+                     [*train_options(args, seed), *spec.options], threads)
+    records = [r for r in metrics_records(directory) if METRICS['mAP'] in r]
+    final = [r for r in records if r.get('step') == args.epochs]
+    if not final:
+        raise RuntimeError(f'{directory}: training ended without the epoch-{args.epochs} '
+                           'evaluation; remove the directory to train that run again')
+    half = [r for r in records if r.get('step') == max(args.epochs // 2, 1)]
+    results = {name: final[-1][key] for name, key in METRICS.items()}
+    results.update({f'{name}@N/2': half[-1][METRICS[name]] for name in HALF_METRICS if half})
+    step, data = iteration_times(directory)
+    results.update(step_s=step, data_s=data, peak_mib=peak_mib)
+    with open(results_path(args, row, seed), 'w') as f:
+        json.dump(results, f)
+
+
+def table(args):
+    half = max(args.epochs // 2, 1)
+    header = ['row', 'seeds', *METRICS, *[f'{m} @{half}' for m in HALF_METRICS],
+              'step s', 'data s', 'peak MiB']
+    rows = []
+    for row in args.rows:
+        found = [json.load(open(results_path(args, row, seed))) for seed in args.seeds
+                 if osp.exists(results_path(args, row, seed))]
+        rows.append([row, str(len(found)),
+                     *[mean_std([r.get(m) for r in found]) for m in METRICS],
+                     *[mean_std([r.get(f'{m}@N/2') for r in found]) for m in HALF_METRICS],
+                     mean_std([r['step_s'] for r in found], 2),
+                     mean_std([r['data_s'] for r in found], 3),
+                     mean_std([r['peak_mib'] for r in found], 0)])
+    print(f'{args.suite_name}: {args.epochs} epochs, seeds {args.seeds}, mean ± std '
+          '(sample std) over the seeds found:')
+    print_table(header, rows)
+    print()
+    print_table(['row', 'what it is'],
+                [[row, args.suite['rows'][row].description] for row in args.rows])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('suite', nargs='?', choices=list(SUITES))
+    parser.add_argument('--rows', nargs='+', help='default: the suite\'s default rows')
+    parser.add_argument('--epochs', type=int, help="default: the suite's")
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--jobs', type=int, default=2, help='runs trained at a time')
+    parser.add_argument('--work-dir', help='default: work_dirs/ablation/SUITE')
+    parser.add_argument('--data-root', help='another synthetic COCO set (the same folder '
+                        'layout) instead of data/synthetic_coco')
+    parser.add_argument('--table-only', action='store_true', help='print the table and stop')
+    parser.add_argument('--list', action='store_true', help='print the suites and rows')
+    args = parser.parse_args(argv)
+    if args.list or args.suite is None:
+        for name, suite in SUITES.items():
+            print_table([f'{name} row', 'config', 'what it is'],
+                        [[row, spec.config, spec.description]
+                         for row, spec in suite['rows'].items()])
+            print()
+        return
+    args.suite_name, args.suite = args.suite, SUITES[args.suite]
+    args.rows = args.rows or list(args.suite['default_rows'])
+    unknown = [row for row in args.rows if row not in args.suite['rows']]
+    if unknown:
+        parser.error(f'{args.suite_name} has no rows {unknown}; it has '
+                     f'{list(args.suite["rows"])}')
+    args.epochs = args.epochs or args.suite['epochs']
+    args.work_dir = args.work_dir or osp.join(REPO_ROOT, 'work_dirs', 'ablation', args.suite_name)
+    if not args.table_only:
+        todo = [(row, seed) for row in args.rows for seed in args.seeds
+                if not osp.exists(results_path(args, row, seed))]
+        run_in_parallel([lambda threads, r=r, s=s: benchmark_run(args, r, s, threads)
+                         for r, s in todo], args.jobs)
+    table(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,48 @@
+"""benchmarks/ablation.py end to end at a tiny size: two Copy-Paste rows (the baseline and
+Kisantal's oversampling with copies, whose dataset wrapper and pipeline index the
+--cfg-options reach) train on another data root, the table holds each row's metrics,
+times and memory, and a finished run is not repeated."""
+import json
+import re
+import subprocess
+import sys
+
+from mmengine.config import Config
+
+from tests.conftest import REPO_ROOT
+
+SCRIPT = f'{REPO_ROOT}/benchmarks/ablation.py'
+NUMBER = r'-?\d\.\d{3}'  # COCO gives -1 where the set has no such objects
+
+
+def run(*args):
+    result = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                            timeout=900, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_rows_train_on_another_root_and_are_not_repeated(tiny_coco, tmp_path):
+    args = ['copy_paste', '--rows', 'baseline', 'os2-c3', '--epochs', '1', '--seeds', '0',
+            '--jobs', '1', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
+    out = run(*args)
+    for row in ('baseline', 'os2-c3'):
+        line = re.search(rf'^\| {row} \| 1 ((\| {NUMBER} ){{6}})\| \d+\.\d\d \| \d\.\d{{3}} '
+                         r'\| \d+ \|$', out, re.M)
+        assert line, out
+        results = json.loads((tmp_path / f'{row}_seed0' / 'results.json').read_text())
+        assert results['peak_mib'] > 100 and results['step_s'] > 0
+        dumped = (tmp_path / f'{row}_seed0').glob('2*/vis_data/*.py')
+        config = next(dumped).read_text()
+        assert tiny_coco in config and 'data/synthetic_coco' not in config
+    dataset = Config.fromfile(next((tmp_path / 'os2-c3_seed0').glob('2*/vis_data/*.py'))
+                              ).train_dataloader.dataset
+    assert dataset.repeats == 2 and tuple(dataset.dataset.pipeline[4].copies) == (3, 3)
+    again = run(*args)
+    assert '+ ' not in again and line.group(0) in again
+
+
+def test_unknown_row_is_named():
+    result = subprocess.run([sys.executable, SCRIPT, 'copy_paste', '--rows', 'nope'],
+                            capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode != 0 and "copy_paste has no rows ['nope']" in result.stderr
