@@ -1,2 +1,3 @@
 """Registered detectors."""
 from .deform_detr import DeformDETR  # noqa: F401
+from .distilled_deform_detr import DistilledDeformDETR  # noqa: F401

@@ -1,0 +1,119 @@
+"""``DistilledDeformDETR``: a :class:`DeformDETR` student that learns from a frozen
+DETR-family teacher while it trains.
+
+A student config becomes a distilled one by its ``type`` and three keys::
+
+    model = dict(student_model,  # any DeformDETR config of ours
+                 type='DistilledDeformDETR',
+                 teacher_cfg='configs/deformable_detr/detr_r18-tiny_1xb8-120e_synthetic.py',
+                 teacher_ckpt='work_dirs/teacher/epoch_120.pth',
+                 distill=dict(match=dict(), extra_targets=dict(score_thr=0.5),
+                              feature=dict(stride=32)))
+
+The teacher (any mmdet DETR-family detector: DETR, Conditional / DAB-DETR, Deformable
+DETR, DINO, ours) is built from ``teacher_cfg`` (a config file or a model dict) and
+loaded from ``teacher_ckpt`` through the weights-only checkpoint path; it runs in eval
+mode under ``no_grad`` (under bf16 autocast with ``teacher_dtype='bfloat16'``),
+predict-style, on the student's images converted to its own preprocessing. It is
+held outside the module tree: not in ``parameters()`` (DDP needs no
+``find_unused_parameters``), ``state_dict()`` or saved checkpoints; ``.to()`` /
+``.cuda()`` move it along. ``state_dict()`` also leaves out the feature adapter, so a
+checkpoint is the student's alone and loads into the plain student config with no
+missing or unexpected keys (``tools/test.py`` with the student config needs no
+teacher). Resuming restores the student, optimizer and schedule; the adapter (a 1x1
+convolution used only by the feature loss) restarts from its initialisation.
+
+The losses (:mod:`deform_ext.models.distillation.losses`) are added to the
+student's own, under ``loss_distill_*`` and ``loss_teacher_*``.
+"""
+from contextlib import contextmanager
+from typing import Optional, Union
+
+import torch
+from mmdet.structures import SampleList
+from torch import Tensor
+
+from deform_ext.registry import MODELS
+from ..distillation import DistillationLosses, build_teacher, teacher_outputs
+from ..distillation.teacher import preprocessor_conversion
+from .deform_detr import DeformDETR
+
+ADAPTER_PREFIX = 'distill_losses.'
+
+
+@MODELS.register_module()
+class DistilledDeformDETR(DeformDETR):
+    """A DeformDETR student with a frozen teacher (see the module docstring).
+
+    Args:
+        teacher_cfg: the teacher's config file (its ``model``) or model dict.
+        teacher_ckpt: the teacher's checkpoint file.
+        distill: the losses' options: ``match``, ``extra_targets``, ``feature``
+            (each a dict, None or absent: off; see DistillationLosses).
+        teacher_dtype: 'bfloat16' or 'float16' to run the teacher under autocast.
+        *args, **kwargs: the student's, as :class:`DeformDETR`.
+    """
+
+    def __init__(self, *args, teacher_cfg: Union[str, dict], teacher_ckpt: str,
+                 distill: dict, teacher_dtype: Optional[str] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        teacher = build_teacher(teacher_cfg, teacher_ckpt)
+        self.__dict__['teacher'] = teacher  # outside _modules: see the module docstring
+        self.__dict__['_teacher_input'] = preprocessor_conversion(self, teacher)
+        self.teacher_dtype = getattr(torch, teacher_dtype) if teacher_dtype else None
+        self.distill_losses = DistillationLosses(
+            self.embed_dims, teacher.embed_dims, **distill)
+        self._captured = None
+
+    def _apply(self, fn, recurse=True):
+        """Device and dtype moves reach the teacher too."""
+        super()._apply(fn, recurse)
+        if 'teacher' in self.__dict__:  # None during DeformDETR.__init__
+            self.teacher._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def state_dict(self, *args, destination=None, prefix: str = '', keep_vars: bool = False):
+        """The student's weights alone (no adapter, no teacher)."""
+        state = super().state_dict(*args, destination=destination, prefix=prefix,
+                                   keep_vars=keep_vars)
+        for key in [k for k in state if k.startswith(prefix + ADAPTER_PREFIX)]:
+            del state[key]
+        return state
+
+    @contextmanager
+    def _capturing(self):
+        """Keep the neck features and head inputs that the student's loss computes."""
+        self._captured = {}
+        try:
+            yield self._captured
+        finally:
+            self._captured = None
+
+    def extract_feat(self, batch_inputs: Tensor):
+        features = super().extract_feat(batch_inputs)
+        if self._captured is not None:
+            self._captured['features'] = features
+        return features
+
+    def forward_transformer(self, img_feats, batch_data_samples=None) -> dict:
+        head_inputs = super().forward_transformer(img_feats, batch_data_samples)
+        if self._captured is not None:
+            self._captured['head_inputs'] = head_inputs
+        return head_inputs
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
+        """The student's losses plus the distillation losses."""
+        with self._capturing() as captured:
+            losses = super().loss(batch_inputs, batch_data_samples)
+        teacher = teacher_outputs(self.teacher, batch_inputs, batch_data_samples,
+                                  self._teacher_input, self.teacher_dtype)
+        head_inputs = captured['head_inputs']
+        logits, boxes = self.bbox_head(head_inputs['hidden_states'], head_inputs['references'])
+        losses.update(self.distill_losses(logits[-1], boxes[-1], captured['features'], teacher,
+                                          batch_data_samples, self.bbox_head))
+        return losses
