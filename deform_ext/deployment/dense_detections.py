@@ -1,6 +1,6 @@
 """Fixed-size detections of an anchor-based dense head (RetinaNet's), batched and
 traceable: the steps of mmdet's ``BaseDenseHead._predict_by_feat_single`` and
-``batched_nms``, with NMS as ONNX's ``NonMaxSuppression``.
+``batched_nms`` (:mod:`.batched_nms`, NMS as ONNX's ``NonMaxSuppression``).
 
 Per image and level the ``nms_pre`` best (anchor, class) scores are kept (mmdet filters
 by ``score_thr`` first; the sets are the same), decoded by the head's box coder,
@@ -13,38 +13,11 @@ import torch
 from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import delta2bbox
 from torch import Tensor, nn
 
-
-class _NonMaxSuppression(torch.autograd.Function):
-    """ONNX ``NonMaxSuppression`` (one class, corner boxes) with mmcv's NMS in PyTorch."""
-
-    @staticmethod
-    def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float,
-                score_threshold: float) -> Tensor:
-        """boxes (bs, n, 4) xyxy, scores (bs, n) -> (num_kept, 3) int64 rows
-        (image, 0, box), the boxes whose score exceeds ``score_threshold`` and that
-        no better box of the image overlaps by IoU > ``iou_threshold``."""
-        from mmcv.ops import nms
-        rows = []
-        for image, (image_boxes, image_scores) in enumerate(zip(boxes, scores)):
-            candidates = torch.nonzero(image_scores > score_threshold)[:, 0]
-            _, keep = nms(image_boxes[candidates], image_scores[candidates], iou_threshold)
-            kept = candidates[keep]
-            rows.append(torch.stack([torch.full_like(kept, image), torch.zeros_like(kept),
-                                     kept], 1))
-        return torch.cat(rows)
-
-    @staticmethod
-    def symbolic(g, boxes, scores, iou_threshold: float, score_threshold: float):
-        def const(value):
-            return g.op('Constant', value_t=torch.tensor([value]))
-
-        return g.op('NonMaxSuppression', boxes, g.op('Unsqueeze', scores, const(1)),
-                    const(2**31 - 1), const(float(iou_threshold)),
-                    const(float(score_threshold)))
+from .batched_nms import batched_nms_top, padded_detections
 
 
-def _best_per_level(scores: Tensor, deltas: Tensor, priors: Tensor, nms_pre: int
-                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def best_per_level(scores: Tensor, deltas: Tensor, priors: Tensor, nms_pre: int
+                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """One level: scores (bs, n, num_classes), deltas (bs, n, 4), priors (n, 4) ->
     the ``nms_pre`` best (anchor, class) pairs: scores (bs, k), labels (bs, k),
     deltas (bs, k, 4), priors (bs, k, 4), best first."""
@@ -74,33 +47,29 @@ def dense_detections(head: nn.Module, cls_scores: Sequence[Tensor],
     priors = head.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
                                               dtype=cls_scores[0].dtype,
                                               device=cls_scores[0].device)
-    levels = [_best_per_level(
+    levels = [best_per_level(
         cls.permute(0, 2, 3, 1).reshape(cls.shape[0], -1, num_classes).sigmoid(),
         box.permute(0, 2, 3, 1).reshape(box.shape[0], -1, 4), level_priors,
         cfg.get('nms_pre', -1))
         for cls, box, level_priors in zip(cls_scores, bbox_preds, priors)]
     scores, labels, deltas, anchors = (torch.cat(parts, 1) for parts in zip(*levels))
-    bs = scores.shape[0]
-    # the coder's single-image path (its ONNX path imports mmdet 2's mmdet.core)
-    coder = head.bbox_coder
-    boxes = delta2bbox(anchors.reshape(-1, 4), deltas.reshape(-1, 4), coder.means, coder.stds,
-                       image_shape, clip_border=coder.clip_border,
-                       add_ctr_clamp=coder.add_ctr_clamp,
-                       ctr_clamp=coder.ctr_clamp).view(bs, -1, 4)
+    boxes = decode_deltas(head.bbox_coder, anchors, deltas, image_shape)
     valid = scores > cfg.get('score_thr', 0)
     min_size = cfg.get('min_bbox_size', -1)
     if min_size >= 0:
         sizes = boxes[..., 2:] - boxes[..., :2]
         valid = valid & (sizes > min_size).all(-1)
-    # mmcv's batched_nms: classes apart by the largest coordinate of the image + 1
-    largest = boxes.masked_fill(~valid[..., None], 0).flatten(1).amax(1)
-    shifted = boxes + (labels * (largest[:, None] + 1))[..., None]
-    kept = _NonMaxSuppression.apply(shifted, scores.masked_fill(~valid, -1.0),
-                                    float(cfg.nms.iou_threshold), 0.0)
-    image, index = kept[:, 0], kept[:, 2]
-    survivors = torch.full_like(scores, -1.0).index_put((image, index), scores[image, index])
-    top_scores, top = survivors.topk(min(cfg.max_per_img, survivors.shape[1]), dim=1)
-    found = top_scores >= 0
-    boxes = boxes.gather(1, top[..., None].expand(-1, -1, 4)) * found[..., None]
-    labels = torch.where(found, labels.gather(1, top), -1)
-    return boxes, top_scores.clamp(min=0), labels
+    index, top_scores, found = batched_nms_top(boxes, scores, labels, valid,
+                                               cfg.nms.iou_threshold, cfg.max_per_img)
+    return padded_detections(boxes, labels, index, top_scores, found)
+
+
+def decode_deltas(coder: nn.Module, priors: Tensor, deltas: Tensor,
+                  image_shape: Tuple[int, int]) -> Tensor:
+    """A ``DeltaXYWHBBoxCoder``'s boxes (bs, n, 4) of priors and deltas (bs, n, 4),
+    clipped to ``image_shape`` (H, W) as the coder is configured to."""
+    # the coder's single-image path (its ONNX path imports mmdet 2's mmdet.core)
+    boxes = delta2bbox(priors.reshape(-1, 4), deltas.reshape(-1, 4), coder.means, coder.stds,
+                       image_shape, clip_border=coder.clip_border,
+                       add_ctr_clamp=coder.add_ctr_clamp, ctr_clamp=coder.ctr_clamp)
+    return boxes.view(deltas.shape)

@@ -4,66 +4,139 @@ Input: ``images`` (bs, 3, H, W) float32, pixel values 0-255 in the channel order
 files as mmcv reads them (BGR), at the exported (H, W): resize (and pad) an image to it
 as the config's test pipeline would; the model's data preprocessor (BGR to RGB when
 configured, mean/std) runs inside. Output: ``boxes`` (bs, k, 4) xyxy in input pixels,
-``scores`` (bs, k), ``labels`` (bs, k) int64, best first, ``k = test_cfg.max_per_img``.
+``scores`` (bs, k), ``labels`` (bs, k) int64, best first, ``k = test_cfg.max_per_img``;
+rows past the detections have score 0, label -1 and a zero box.
 
-Supported (:func:`detector_kind`): the Deformable DETR family (mmdet's
-``DeformableDETR`` and subclasses such as our ``DeformDETR``, single/multi-scale,
-refine, two-stage) with a sigmoid classifier: the head's top-k over queries x classes,
-as mmdet's; and single-stage detectors with an anchor-based dense head on mmdet's
-generic decoding with sigmoid scores (RetinaNet, with any backbone or neck such as
-DAT or ``DATFPN``): see :mod:`.dense_detections`.
+Supported (:func:`detector_kind`, :data:`SUPPORTED`), each as its mmdet ``predict``:
+
+- ``'deformable-detr'``: the Deformable DETR family (mmdet's ``DeformableDETR`` and
+  subclasses such as our ``DeformDETR``, single/multi-scale, refine, two-stage) with a
+  sigmoid classifier: the top-k over queries x classes (:func:`detr_detections`);
+- ``'detr'``: mmdet's ``DETR`` with its ``DETRHead`` (softmax over classes and
+  background: each query's best class, then the top-k queries);
+- ``'dense'``: single-stage detectors with an anchor-based dense head on mmdet's
+  generic decoding with sigmoid scores (RetinaNet, with any backbone or neck such as
+  DAT or ``DATFPN``): :mod:`.dense_detections`;
+- ``'yolox'``: ``YOLOXHead`` (:mod:`.yolox_detections`);
+- ``'rcnn'``: two-stage R-CNNs with an ``RPNHead`` and a ``StandardRoIHead``
+  (Faster R-CNN with any backbone or neck): :mod:`.rcnn_detections`.
+
+NMS everywhere is mmcv's ``batched_nms`` as ONNX ``NonMaxSuppression``
+(:mod:`.batched_nms`), so only ``nms=dict(type='nms')`` per class is exported.
 """
 from typing import Tuple
 
 import torch
-from mmdet.models.dense_heads import AnchorHead, DeformableDETRHead
+from mmcv.ops import RoIAlign
+from mmdet.models.dense_heads import (AnchorHead, DeformableDETRHead, DETRHead, RPNHead,
+                                      YOLOXHead)
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-from mmdet.models.detectors import DeformableDETR, SingleStageDetector
+from mmdet.models.detectors import (DETR, DeformableDETR, SingleStageDetector,
+                                    TwoStageDetector)
+from mmdet.models.roi_heads import BBoxHead, SingleRoIExtractor, StandardRoIHead
 from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
 from .dense_detections import dense_detections
+from .rcnn_detections import rcnn_detections
+from .yolox_detections import yolox_detections
 
 SUPPORTED = ('the Deformable DETR family (DeformableDETR, DeformDETR) with a sigmoid '
-             'classifier; single-stage detectors with an anchor-based dense head on '
-             "mmdet's generic sigmoid decoding, DeltaXYWHBBoxCoder and NMS of type 'nms' "
-             '(RetinaNet)')
+             "classifier; mmdet's DETR with DETRHead; single-stage detectors with an "
+             "anchor-based dense head on mmdet's generic sigmoid decoding and "
+             'DeltaXYWHBBoxCoder (RetinaNet) or with YOLOXHead; two-stage R-CNNs with '
+             'RPNHead and StandardRoIHead (SingleRoIExtractor with RoIAlign, a softmax '
+             'BBoxHead with DeltaXYWHBBoxCoder, no mask head: Faster R-CNN); all with '
+             "NMS of type 'nms'")
 
 
 class UnsupportedModelError(ValueError):
     """The detector's kind has no export path (see :data:`SUPPORTED`)."""
 
 
+def _plain_nms(cfg) -> bool:
+    """Whether a test_cfg's NMS is mmcv's ``nms`` per class, as exported."""
+    nms = (cfg or {}).get('nms') or {}
+    return nms.get('type') == 'nms' and not nms.get('class_agnostic', False)
+
+
+def _is_rcnn(detector: nn.Module) -> bool:
+    """A TwoStageDetector with an RPNHead and a StandardRoIHead of the exported kind."""
+    rpn, roi = getattr(detector, 'rpn_head', None), getattr(detector, 'roi_head', None)
+    if not (isinstance(detector, TwoStageDetector) and isinstance(rpn, RPNHead)
+            and isinstance(roi, StandardRoIHead)):
+        return False
+    box_head, extractor = roi.bbox_head, roi.bbox_roi_extractor
+    return (type(rpn)._predict_by_feat_single is RPNHead._predict_by_feat_single
+            and type(rpn)._bbox_post_process is RPNHead._bbox_post_process
+            and rpn.use_sigmoid_cls and isinstance(rpn.bbox_coder, DeltaXYWHBBoxCoder)
+            and _plain_nms(rpn.test_cfg)
+            and type(roi).predict_bbox is StandardRoIHead.predict_bbox
+            and type(roi)._bbox_forward is StandardRoIHead._bbox_forward
+            and not roi.with_mask and not roi.with_shared_head
+            and type(extractor) is SingleRoIExtractor
+            and all(isinstance(layer, RoIAlign) and layer.pool_mode == 'avg'
+                    and not layer.use_torchvision for layer in extractor.roi_layers)
+            and isinstance(box_head, BBoxHead) and box_head.with_reg
+            and type(box_head)._predict_by_feat_single is BBoxHead._predict_by_feat_single
+            and not box_head.custom_cls_channels
+            and isinstance(box_head.bbox_coder, DeltaXYWHBBoxCoder)
+            and _plain_nms(roi.test_cfg))
+
+
 def detector_kind(detector: nn.Module) -> str:
-    """``'detr'`` or ``'dense'``; raises :class:`UnsupportedModelError` otherwise."""
+    """``'deformable-detr'``, ``'detr'``, ``'dense'``, ``'yolox'`` or ``'rcnn'`` (see
+    the module docstring); raises :class:`UnsupportedModelError` otherwise."""
     head = getattr(detector, 'bbox_head', None)
     if isinstance(detector, DeformableDETR) and isinstance(head, DeformableDETRHead) \
             and head.loss_cls.use_sigmoid:
+        return 'deformable-detr'
+    if isinstance(detector, DETR) and not isinstance(detector, DeformableDETR) \
+            and isinstance(head, DETRHead) and type(head).forward is DETRHead.forward \
+            and type(head)._predict_by_feat_single is DETRHead._predict_by_feat_single:
         return 'detr'
+    if isinstance(detector, SingleStageDetector) and isinstance(head, YOLOXHead) \
+            and type(head).predict_by_feat is YOLOXHead.predict_by_feat \
+            and type(head)._bbox_decode is YOLOXHead._bbox_decode \
+            and _plain_nms(head.test_cfg):
+        return 'yolox'
     if isinstance(detector, SingleStageDetector) and isinstance(head, AnchorHead) \
             and type(head)._predict_by_feat_single is BaseDenseHead._predict_by_feat_single \
             and isinstance(head.bbox_coder, DeltaXYWHBBoxCoder) and head.use_sigmoid_cls \
-            and head.test_cfg.get('nms', {}).get('type') == 'nms':
+            and _plain_nms(head.test_cfg):
         return 'dense'
-    parts = type(detector).__name__ + (f' with {type(head).__name__}' if head else '')
+    if _is_rcnn(detector):
+        return 'rcnn'
+    heads = [type(getattr(detector, name)).__name__
+             for name in ('rpn_head', 'roi_head', 'bbox_head')
+             if getattr(detector, name, None) is not None]
+    parts = type(detector).__name__ + (f' with {" and ".join(heads)}' if heads else '')
     raise UnsupportedModelError(f'cannot export {parts}: supported are {SUPPORTED}')
 
 
 def detr_detections(cls_scores: Tensor, bbox_preds: Tensor, max_per_img: int,
-                    image_shape: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
-    """The last decoder layer's cls_scores (bs, num_queries, num_classes) and
+                    image_shape: Tuple[int, int], sigmoid: bool = True
+                    ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The last decoder layer's cls_scores (bs, num_queries, cls_out_channels) and
     bbox_preds (bs, num_queries, 4) normalised (cx, cy, w, h) -> boxes (bs, k, 4) xyxy
-    in pixels clipped to the image, scores (bs, k), labels (bs, k): the top
-    ``k = max_per_img`` sigmoid scores over queries x classes, as mmdet's head."""
-    num_classes = cls_scores.shape[-1]
-    scores, index = cls_scores.sigmoid().flatten(1).topk(max_per_img, dim=1)
-    queries = (index // num_classes)[..., None].expand(-1, -1, 4)
+    in pixels clipped to the image, scores (bs, k), labels (bs, k), ``k = max_per_img``,
+    as mmdet's ``DETRHead``: with ``sigmoid`` the top-k sigmoid scores over
+    queries x classes, else a softmax over the classes and background (the last
+    column), each query's best class, and the top-k queries."""
+    if sigmoid:
+        num_classes = cls_scores.shape[-1]
+        scores, index = cls_scores.sigmoid().flatten(1).topk(max_per_img, dim=1)
+        queries, labels = index // num_classes, index % num_classes
+    else:
+        scores, labels = cls_scores.softmax(-1)[..., :-1].max(-1)
+        scores, queries = scores.topk(max_per_img, dim=1)
+        labels = labels.gather(1, queries)
     height, width = image_shape
     size = bbox_preds.new_tensor([width, height, width, height])
-    boxes = bbox_cxcywh_to_xyxy(bbox_preds.gather(1, queries)) * size
-    return torch.minimum(boxes.clamp(min=0), size), scores, index % num_classes
+    boxes = bbox_cxcywh_to_xyxy(bbox_preds.gather(1, queries[..., None].expand(-1, -1, 4)))
+    return torch.minimum((boxes * size).clamp(min=0), size), scores, labels
 
 
 class ExportableDetector(nn.Module):
@@ -96,13 +169,23 @@ class ExportableDetector(nn.Module):
             preprocessor = self.detector.data_preprocessor
             images = (images - preprocessor.mean) / preprocessor.std
         features = self.detector.extract_feat(images)
+        if self.kind == 'rcnn':
+            return rcnn_detections(self.detector, features, self.image_shape)
         head = self.detector.bbox_head
         if self.kind == 'dense':
             return dense_detections(head, *head(features), self.image_shape)
-        # one sample stands for the batch: all images share the exported shape
+        if self.kind == 'yolox':
+            return yolox_detections(head, *head(features))
+        # one sample stands for the batch: all images share the exported shape, so the
+        # transformer gets no padding mask
         sample = DetDataSample(metainfo=dict(batch_input_shape=self.image_shape,
                                              img_shape=self.image_shape))
         head_inputs = self.detector.forward_transformer(features, [sample])
-        cls_scores, bbox_preds = head(head_inputs['hidden_states'], head_inputs['references'])
+        if self.kind == 'detr':
+            cls_scores, bbox_preds = head(head_inputs['hidden_states'])
+        else:
+            cls_scores, bbox_preds = head(head_inputs['hidden_states'],
+                                          head_inputs['references'])
         max_per_img = head.test_cfg.get('max_per_img', cls_scores.shape[2])
-        return detr_detections(cls_scores[-1], bbox_preds[-1], max_per_img, self.image_shape)
+        return detr_detections(cls_scores[-1], bbox_preds[-1], max_per_img, self.image_shape,
+                               sigmoid=head.loss_cls.use_sigmoid)
