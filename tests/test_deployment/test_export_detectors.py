@@ -1,6 +1,7 @@
-"""Whole detectors to ONNX: onnxruntime's boxes, scores and labels equal PyTorch's
-(goal: scores within 1e-4, boxes within 1e-3 pixels) at the traced and another batch
-size, PyTorch's equal mmdet's own predictions, and unsupported detectors are named."""
+"""Whole detectors to ONNX, every family we ship (Deformable DETR, DETR, RetinaNet,
+YOLOX, Faster R-CNN): onnxruntime's boxes, scores and labels equal PyTorch's (goal:
+scores within 1e-4, boxes within 1e-3 pixels) at the traced and another batch size,
+PyTorch's equal mmdet's own predictions, and unsupported detectors are named."""
 import onnx
 import pytest
 import torch
@@ -26,10 +27,40 @@ def retinanet(config):
     return model
 
 
+def yolox(config):
+    """A shipped YOLOX at random weights with usable features: BatchNorm statistics
+    from sample images (variance floored at 0.1: channels that barely vary would
+    otherwise be amplified until rounding decides the order), classifier and
+    objectness spread out (at their prior init every score is 1e-4, below score_thr)."""
+    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the calibration batch
+    with torch.no_grad():
+        model.train().extract_feat(preprocess(model, sample_images(4, *SHAPE, seed=5)))
+    for norm in norms:
+        norm.running_var.clamp_(min=0.1)
+    torch.manual_seed(1)
+    head = model.bbox_head
+    for conv in [*head.multi_level_conv_cls, *head.multi_level_conv_obj]:
+        for parameter in conv.parameters():
+            torch.nn.init.normal_(parameter, std=0.3)
+    return model.eval()
+
+
+def preprocess(model, images):
+    """The model's inputs for images (bs, 3, H, W) BGR 0-255 (no padding needed)."""
+    preprocessor = model.data_preprocessor
+    inputs = images.flip(1) if preprocessor._channel_conversion else images
+    if preprocessor._enable_normalize:
+        inputs = (inputs - preprocessor.mean) / preprocessor.std
+    return inputs
+
+
 def mmdet_predictions(model, images):
     """mmdet's own predictions for images (bs, 3, H, W) BGR 0-255 of SHAPE."""
-    preprocessor = model.data_preprocessor
-    inputs = (images.flip(1) - preprocessor.mean) / preprocessor.std
+    inputs = preprocess(model, images)
     samples = [DetDataSample(metainfo=dict(img_shape=SHAPE, batch_input_shape=SHAPE,
                                            ori_shape=SHAPE, scale_factor=(1.0, 1.0)))
                for _ in images]
@@ -48,11 +79,13 @@ def check_export(model, tmp_path):
         assert differences['boxes'] < 1e-3 and differences['scores'] < 1e-4, differences
         assert differences['labels_equal'] == 1.0
         assert (reference[2] >= 0).any(), 'nothing detected: the comparison is empty'
+    k = reference[1].shape[1]
     for index, predicted in enumerate(mmdet_predictions(model, images)):
-        found = len(predicted)
-        torch.testing.assert_close(reference[0][index, :found], predicted.bboxes)
-        torch.testing.assert_close(reference[1][index, :found], predicted.scores)
-        assert torch.equal(reference[2][index, :found], predicted.labels)
+        found = min(len(predicted), k)  # YOLOX's predict keeps every survivor
+        assert (reference[2][index, found:] == -1).all()
+        torch.testing.assert_close(reference[0][index, :found], predicted.bboxes[:found])
+        torch.testing.assert_close(reference[1][index, :found], predicted.scores[:found])
+        assert torch.equal(reference[2][index, :found], predicted.labels[:found])
     return detector
 
 
@@ -73,10 +106,46 @@ def test_dat_retinanet_exports_and_onnxruntime_equals_pytorch(config, tmp_path):
     check_export(retinanet(config), tmp_path)
 
 
-def test_unsupported_detector_is_named():
+def test_detr_exports_and_onnxruntime_equals_pytorch(tmp_path):
     model = build_model(without_init_cfg(get_config(
-        'dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py').model.to_dict()))
-    with pytest.raises(UnsupportedModelError, match='cannot export FasterRCNN.*RetinaNet'):
+        'deformable_detr/detr_r18-tiny_1xb8-120e_synthetic.py').model.to_dict()))
+    assert ExportableDetector(model.eval(), SHAPE).kind == 'detr'
+    check_export(model, tmp_path)
+
+
+def test_dat_yolox_exports_and_onnxruntime_equals_pytorch(tmp_path):
+    model = yolox('dat/yolox-datfpn_csp-tiny_1xb8-12e_synthetic.py')
+    detector = check_export(model, tmp_path)
+    assert detector.kind == 'yolox' and detector(sample_images(1, *SHAPE))[1].shape == (1, 100)
+
+
+@pytest.mark.parametrize('config,rpn_max_per_img', [
+    ('dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py', 3000),  # padded proposals
+    ('../projects/encoder_rpn/configs/faster-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py', None)])
+def test_faster_rcnn_exports_and_onnxruntime_equals_pytorch(config, rpn_max_per_img,
+                                                             tmp_path):
+    """At random weights RPN and RoI scores spread enough (normal init, std 0.01)."""
+    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
+    if rpn_max_per_img:  # more proposals than NMS leaves: padding must stay out
+        model.rpn_head.test_cfg.max_per_img = rpn_max_per_img
+    detector = check_export(model, tmp_path)
+    assert detector.kind == 'rcnn'
+    if rpn_max_per_img:
+        from deform_ext.deployment.rcnn_detections import rpn_proposals
+        with torch.no_grad():
+            features = model.extract_feat(preprocess(model, sample_images(1, *SHAPE)))
+            _, found = rpn_proposals(model.rpn_head, features, SHAPE)
+        assert not found.all()
+
+
+@pytest.mark.parametrize('config,name', [
+    ('../projects/encoder_rpn/configs/cascade-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py',
+     'CascadeRCNN with RPNHead and CascadeRoIHead'),
+    ('../projects/encoder_rpn/configs/faster-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',
+     'FasterRCNN with EncoderRPNHead and StandardRoIHead')])
+def test_unsupported_detector_is_named(config, name):
+    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
+    with pytest.raises(UnsupportedModelError, match=f'cannot export {name}: .*RetinaNet'):
         ExportableDetector(model, SHAPE)
 
 

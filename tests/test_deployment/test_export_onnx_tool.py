@@ -1,8 +1,10 @@
-"""tools/deployment/export_onnx.py end to end on the demo config: both forms, and
-clear errors for a missing checkpoint or an unsupported detector."""
+"""tools/deployment/export_onnx.py end to end on the demo config (both forms) and on a
+config of every other exported family, and clear errors for a missing checkpoint or
+an unsupported detector."""
 import os.path as osp
 
 import onnx
+import pytest
 import torch
 
 from deform_ext.deployment import PLUGIN_NAME
@@ -35,14 +37,29 @@ def test_demo_config_exports_in_both_forms(tmp_path):
     assert any(n.op_type == PLUGIN_NAME for n in onnx.load(plugin).graph.node)
 
 
+@pytest.mark.parametrize('config', [
+    'deformable_detr/detr_r18-tiny_1xb8-120e_synthetic.py',
+    'dat/yolox-datfpn_csp-tiny_1xb8-12e_synthetic.py',
+    'dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py'])
+def test_each_family_exports(config, tmp_path):
+    checkpoint = save_checkpoint(config, tmp_path / 'model.pth')
+    out = str(tmp_path / 'model.onnx')
+    result = run_tool(['python', TOOL, config_path(config), checkpoint, '--out', out,
+                       '--shape', '128', '160', '--fallback'])
+    assert '(batch, 3, 128, 160)' in result.stdout
+    assert 'onnx.checker passed' in result.stdout
+    assert 'labels equal 100%' in result.stdout
+    assert osp.isfile(out)
+
+
 def test_missing_checkpoint_and_unsupported_detector_are_clear_errors(tmp_path):
     result = run_tool(['python', TOOL, DEMO_CONFIG, str(tmp_path / 'none.pth')], check=False)
     assert result.returncode != 0
     assert f"checkpoint file {tmp_path / 'none.pth'} does not exist" in result.stderr
-    config = 'dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py'
-    checkpoint = save_checkpoint(config, tmp_path / 'faster.pth')
+    config = '../projects/encoder_rpn/configs/cascade-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py'
+    checkpoint = save_checkpoint(config, tmp_path / 'cascade.pth')
     result = run_tool(['python', TOOL, config_path(config), checkpoint,
-                       '--out', str(tmp_path / 'faster.onnx')], check=False)
+                       '--out', str(tmp_path / 'cascade.onnx')], check=False)
     assert result.returncode != 0
-    assert 'error: cannot export FasterRCNN' in result.stderr
-    assert not osp.exists(tmp_path / 'faster.onnx')
+    assert 'error: cannot export CascadeRCNN with RPNHead and CascadeRoIHead' in result.stderr
+    assert not osp.exists(tmp_path / 'cascade.onnx')

@@ -7,8 +7,11 @@ The file's input ``images`` is (batch, 3, H, W) float32, pixel values 0-255 in B
 order (as mmcv reads image files), resized (and padded) to the exported H x W as the
 config's test pipeline would; the model's normalisation runs inside. Outputs:
 ``boxes`` (batch, k, 4) xyxy in input pixels, ``scores`` (batch, k), ``labels``
-(batch, k), best first, k = the config's ``test_cfg.max_per_img`` (RetinaNet pads
-with score 0, label -1). The batch size is free, the image size fixed.
+(batch, k), best first, k = the config's ``test_cfg.max_per_img`` (100 for YOLOX
+configs without one), padded with score 0, label -1 and a zero box. The batch size is
+free, the image size fixed. Detector families: Deformable DETR, DETR, RetinaNet-like
+dense heads, YOLOX, Faster R-CNN (RPNHead + StandardRoIHead); others are refused with
+the list (``deform_ext.deployment.SUPPORTED``).
 
 Our deformable attention becomes TensorRT's ``MultiscaleDeformableAttnPlugin_TRT``
 (TensorRT with that plugin runs the file), or with ``--fallback`` standard ONNX ops
