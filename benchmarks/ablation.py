@@ -47,9 +47,31 @@ def results_path(args, row, seed):
     return osp.join(run_dir(args, row, seed), 'results.json')
 
 
-def train_options(args, seed):
+class FirstSeedCheckpoint:
+    """``{checkpoint[ROW]}`` in a row's options: the last checkpoint of ROW's seed-0 run
+    (e.g. the teacher a distilled row learns from)."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def __getitem__(self, row):
+        pointer = osp.join(run_dir(self.args, row, 0), 'last_checkpoint')
+        if not osp.exists(pointer):
+            raise RuntimeError(f'row {row} (seed 0) has no checkpoint yet; train it first')
+        return open(pointer).read().strip()
+
+
+def row_epochs(args, row):
+    return args.epochs * args.suite['rows'][row].epochs_scale
+
+
+def row_seeds(args, row):
+    return args.seeds[:1] if args.suite['rows'][row].one_seed else args.seeds
+
+
+def train_options(args, seed, epochs):
     """The ``--cfg-options`` every row gets: seed, schedule, checkpoints, evaluations."""
-    epochs, half = args.epochs, max(args.epochs // 2, 1)
+    half = max(epochs // 2, 1)
     milestones = sorted({max(1, round(f * epochs)) for f in args.suite['lr_steps']})
     return [f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
             f'train_cfg.val_interval={half}', f'param_scheduler.1.end={epochs}',
@@ -98,15 +120,16 @@ def benchmark_run(args, row, seed, threads):
     """Train one (row, seed) and write ``<run>/results.json``."""
     directory = run_dir(args, row, seed)
     spec = args.suite['rows'][row]
+    epochs = row_epochs(args, row)
     config = rerooted_config(osp.join(REPO_ROOT, spec.config), args.data_root, directory)
-    peak_mib = train(config, directory,
-                     [*train_options(args, seed), *spec.options], threads)
+    options = [o.format(checkpoint=FirstSeedCheckpoint(args)) for o in spec.options]
+    peak_mib = train(config, directory, [*train_options(args, seed, epochs), *options], threads)
     records = [r for r in metrics_records(directory) if METRICS['mAP'] in r]
-    final = [r for r in records if r.get('step') == args.epochs]
+    final = [r for r in records if r.get('step') == epochs]
     if not final:
-        raise RuntimeError(f'{directory}: training ended without the epoch-{args.epochs} '
+        raise RuntimeError(f'{directory}: training ended without the epoch-{epochs} '
                            'evaluation; remove the directory to train that run again')
-    half = [r for r in records if r.get('step') == max(args.epochs // 2, 1)]
+    half = [r for r in records if r.get('step') == max(epochs // 2, 1)]
     results = {name: final[-1][key] for name, key in METRICS.items()}
     results.update({f'{name}@N/2': half[-1][METRICS[name]] for name in HALF_METRICS if half})
     step, data = iteration_times(directory)
@@ -116,21 +139,20 @@ def benchmark_run(args, row, seed, threads):
 
 
 def table(args):
-    half = max(args.epochs // 2, 1)
-    header = ['row', 'seeds', *METRICS, *[f'{m} @{half}' for m in HALF_METRICS],
+    header = ['row', 'epochs', 'seeds', *METRICS, *[f'{m} @half' for m in HALF_METRICS],
               'step s', 'data s', 'peak MiB']
     rows = []
     for row in args.rows:
         found = [json.load(open(results_path(args, row, seed))) for seed in args.seeds
                  if osp.exists(results_path(args, row, seed))]
-        rows.append([row, str(len(found)),
+        rows.append([row, str(row_epochs(args, row)), str(len(found)),
                      *[mean_std([r.get(m) for r in found]) for m in METRICS],
                      *[mean_std([r.get(f'{m}@N/2') for r in found]) for m in HALF_METRICS],
                      mean_std([r['step_s'] for r in found], 2),
                      mean_std([r['data_s'] for r in found], 3),
                      mean_std([r['peak_mib'] for r in found], 0)])
-    print(f'{args.suite_name}: {args.epochs} epochs, seeds {args.seeds}, mean ± std '
-          '(sample std) over the seeds found:')
+    print(f'{args.suite_name}: N = {args.epochs} epochs, seeds {args.seeds}, mean ± std '
+          '(sample std) over the seeds found; @half: at half the row\'s epochs:')
     print_table(header, rows)
     print()
     print_table(['row', 'what it is'],
@@ -166,10 +188,13 @@ def main(argv=None):
     args.epochs = args.epochs or args.suite['epochs']
     args.work_dir = args.work_dir or osp.join(REPO_ROOT, 'work_dirs', 'ablation', args.suite_name)
     if not args.table_only:
-        todo = [(row, seed) for row in args.rows for seed in args.seeds
-                if not osp.exists(results_path(args, row, seed))]
-        run_in_parallel([lambda threads, r=r, s=s: benchmark_run(args, r, s, threads)
-                         for r, s in todo], args.jobs)
+        needed = {need for row in args.rows for need in args.suite['rows'][row].needs}
+        for phase in (sorted(needed), [row for row in args.rows if row not in needed]):
+            todo = [(row, seed) for seed in args.seeds for row in phase  # seed 0 first
+                    if seed in row_seeds(args, row)
+                    and not osp.exists(results_path(args, row, seed))]
+            run_in_parallel([lambda threads, r=r, s=s: benchmark_run(args, r, s, threads)
+                             for r, s in todo], args.jobs)
     table(args)
 
 

@@ -4,9 +4,15 @@ from typing import NamedTuple, Tuple
 
 
 class Row(NamedTuple):
+    """``options`` may name another row's seed-0 checkpoint as ``{checkpoint[ROW]}``;
+    that row is then listed in ``needs`` and trained first. ``epochs_scale``: the row
+    trains for that many times the suite's N epochs. ``one_seed``: seed 0 only."""
     config: str
     description: str
     options: Tuple[str, ...] = ()
+    epochs_scale: int = 1
+    needs: Tuple[str, ...] = ()
+    one_seed: bool = False
 
 
 def _copy_paste_rows() -> dict:
@@ -31,7 +37,35 @@ def _copy_paste_rows() -> dict:
     return rows
 
 
+def _distillation_rows() -> dict:
+    folder = 'configs/distillation/deformable-detr-refine-twostage-{}_r18-tiny_1xb4-{}e_synthetic.py'
+    student = 'configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py'
+    teacher = ('model.teacher_cfg=' + folder.format('teacher', 48),
+               'model.teacher_ckpt={checkpoint[teacher]}')
+    losses = dict(match='matched-query class KL + box L1/GIoU',
+                  extra_targets='teacher boxes above 0.5 as extra targets',
+                  feature='stride-32 feature imitation (1x1 adapter)')
+    rows = {
+        'teacher': Row(folder.format('teacher', 48), 'the student model trained 3N epochs',
+                       epochs_scale=3, one_seed=True),
+        'student': Row(student, 'the student alone, N epochs'),
+        'student-2N': Row(student, 'the student alone, 2N epochs', epochs_scale=2),
+    }
+    for name, what in losses.items():
+        off = tuple(f'model.distill.{other}=None' for other in losses if other != name)
+        rows[f'distill-{name}'] = Row(folder.format('distilled', 16), f'distilled: {what} only',
+                                      teacher + off, needs=('teacher',))
+    rows['distill-all'] = Row(folder.format('distilled', 16), 'distilled: all three losses',
+                              teacher, needs=('teacher',))
+    return rows
+
+
 SUITES = {
     'copy_paste': dict(rows=_copy_paste_rows(), default_rows=('baseline', 'boxes', 'masks', 'mmdet'),
                        epochs=6, lr_steps=(0.75, 0.9)),
+    'distillation': dict(rows=_distillation_rows(),
+                         default_rows=('teacher', 'student', 'student-2N', 'distill-match',
+                                       'distill-extra_targets', 'distill-feature',
+                                       'distill-all'),
+                         epochs=16, lr_steps=(0.8,)),
 }

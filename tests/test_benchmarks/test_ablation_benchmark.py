@@ -46,3 +46,18 @@ def test_unknown_row_is_named():
     result = subprocess.run([sys.executable, SCRIPT, 'copy_paste', '--rows', 'nope'],
                             capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode != 0 and "copy_paste has no rows ['nope']" in result.stderr
+
+
+def test_a_distilled_row_trains_its_teacher_first_and_once(tiny_coco, tmp_path):
+    args = ['distillation', '--rows', 'distill-all', '--epochs', '1', '--seeds', '0', '1',
+            '--jobs', '1', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
+    out = run(*args)
+    assert re.search(rf'^\| distill-all \| 1 \| 2 ((\| {NUMBER} ± \d\.\d{{3}} ){{6}})', out,
+                     re.M), out
+    assert [p.name for p in tmp_path.glob('teacher_seed*') if p.is_dir()] == ['teacher_seed0']
+    teacher = json.loads((tmp_path / 'teacher_seed0' / 'results.json').read_text())
+    assert teacher['mAP'] >= 0
+    teacher_ckpt = (tmp_path / 'teacher_seed0' / 'last_checkpoint').read_text().strip()
+    assert teacher_ckpt.endswith('epoch_3.pth')  # 3N epochs
+    dumped = Config.fromfile(next((tmp_path / 'distill-all_seed1').glob('2*/vis_data/*.py')))
+    assert dumped.model.teacher_ckpt == teacher_ckpt
