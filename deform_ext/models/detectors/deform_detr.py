@@ -25,7 +25,9 @@ the same weights it computes the same numbers. Differences:
   regularisation loss on the sampling offsets of every deformable attention;
 - ``channels_last=True`` runs backbone and neck in the channels-last memory format
   (oneDNN's fast convolution layout on CPUs; unmeasured on GPUs). Same
-  parameters and numbers up to rounding; off by default.
+  parameters and numbers up to rounding; off by default;
+- ``aux_head`` (e.g. ``dict(type='EncoderAuxHeads', levels=(4, 8), ...)``) adds
+  training-only dense heads on the encoder memory (:mod:`.aux_detr`); off by default.
 """
 import math
 from typing import Dict, List, Optional, Tuple, Union
@@ -40,17 +42,19 @@ from deform_ext.registry import MODELS, build_in_scope
 from ..layers.deformable_detr_layers import DeformableDecoder, DeformableEncoder
 from ..layers.encoder_proposals import encoder_tokens, top_k_tokens
 from ..layers.ms_deform_attn import MSDeformAttn
+from .aux_detr import EncoderAuxMixin
 
 
 @MODELS.register_module()
-class DeformDETR(DeformableDETR):
+class DeformDETR(EncoderAuxMixin, DeformableDETR):
     """Deformable DETR (single/multi-scale, box refinement, two-stage).
 
     Args:
         *args, **kwargs: as mmdet's ``DeformableDETR`` (backbone, neck, encoder,
             decoder, bbox_head, positional_encoding, num_queries,
             num_feature_levels, with_box_refine, as_two_stage, train_cfg,
-            test_cfg, data_preprocessor, init_cfg).
+            test_cfg, data_preprocessor, init_cfg) and ``aux_head`` (see
+            :class:`~.aux_detr.EncoderAuxMixin`).
         offset_loss (dict, optional): a loss over the sampling offsets, shape
             (bs, num_queries, num_heads, num_levels, num_points, 2) per attention
             module, added to the losses as ``loss_offset``. None: no such loss.

@@ -6,3 +6,4 @@ from .ms_deform_attn_swap import swap_ms_deform_attn, use_deform_ext_ms_deform_a
 from .dattention import DAttention  # noqa: F401
 from .dat_local_attention import DATLocalAttention  # noqa: F401
 from .encoder_proposals import EncoderTokens, encoder_tokens, top_k_tokens  # noqa: F401
+from .encoder_pyramid import EncoderPyramid  # noqa: F401

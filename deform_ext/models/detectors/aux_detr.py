@@ -1,0 +1,95 @@
+"""Training-only auxiliary dense heads for DETR-family detectors with a multi-scale
+encoder memory: :class:`EncoderAuxMixin`, and mmdet's Deformable DETR and DINO with it.
+
+The detector's config gets one key::
+
+    model = dict(type='DINOWithAux',  # or 'DeformableDETRWithAux', or our 'DeformDETR'
+                 ...,                 # the detector's own keys, unchanged
+                 aux_head=dict(type='EncoderAuxHeads', levels=(8, 16, 32, 64)))
+
+In ``loss`` the encoder's output ``memory`` (bs, sum(H_l * W_l), C) and
+``spatial_shapes`` are kept from ``forward_encoder`` (the hook of mmdet's
+``pre_transformer → forward_encoder → pre_decoder → forward_decoder``), the detector's
+own losses are computed as before (DINO's denoising included), and
+:class:`~deform_ext.models.dense_heads.EncoderAuxHeads` adds ``loss_aux_*``. The
+outputs of the backbone stages named by the extra levels are kept by forward hooks,
+during ``loss`` only. ``predict`` and ``_forward`` never run the heads: inference costs
+what the detector without ``aux_head`` costs. The heads' weights sit under
+``aux_head.``; ``tools/model_converters/strip_aux_heads.py`` removes them from a
+checkpoint for the config without the key.
+"""
+from functools import partial
+from typing import Optional
+
+from mmdet.models.detectors import DINO, DeformableDETR
+from mmdet.structures import SampleList
+from torch import Tensor, nn
+
+from deform_ext.registry import MODELS, build_in_scope
+
+AUX_PREFIX = 'aux_head.'  # the state-dict keys of the auxiliary heads
+
+
+class EncoderAuxMixin:
+    """Adds ``aux_head`` (an EncoderAuxHeads config, or None: off) to a subclass of
+    mmdet's ``DeformableDETR``; put it before that class among the bases."""
+
+    def __init__(self, *args, aux_head: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._aux_inputs = None  # a dict while loss() runs
+        if aux_head is None:
+            self.aux_head = None
+            return
+        self.aux_head = build_in_scope(MODELS, aux_head, default_args=dict(
+            embed_dims=self.embed_dims, num_classes=self.bbox_head.num_classes))
+        for stride, source in self.aux_head.sources.items():
+            try:
+                module = self.get_submodule(source)
+            except AttributeError as error:
+                raise ValueError(f'aux_head extra level of stride {stride}: the detector '
+                                 f'has no module {source!r} ({error})') from None
+            module.register_forward_hook(partial(self._keep_source, stride))
+
+    def _keep_source(self, stride: int, module: nn.Module, args, output: Tensor) -> None:
+        """Forward hook of an extra level's backbone stage: keep its output
+        (bs, C_s, H_s, W_s) while ``loss`` runs."""
+        if self._aux_inputs is not None:
+            self._aux_inputs.setdefault('sources', {})[stride] = output
+
+    def forward_encoder(self, **kwargs) -> dict:
+        """mmdet's, keeping ``memory`` (bs, sum(H_l * W_l), C) and ``spatial_shapes``
+        (num_levels, 2) while ``loss`` runs."""
+        outputs = super().forward_encoder(**kwargs)
+        if self._aux_inputs is not None:
+            self._aux_inputs.update(memory=outputs['memory'],
+                                    spatial_shapes=kwargs['spatial_shapes'])
+        return outputs
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
+        """The detector's losses plus the auxiliary heads' ``loss_aux_*``."""
+        if self.aux_head is None:
+            return super().loss(batch_inputs, batch_data_samples)
+        self._aux_inputs = {}
+        try:
+            losses = super().loss(batch_inputs, batch_data_samples)
+            kept = self._aux_inputs
+        finally:
+            self._aux_inputs = None
+        aux_losses = self.aux_head.loss(kept['memory'], kept['spatial_shapes'],
+                                        kept.get('sources', {}), batch_data_samples)
+        clash = sorted(set(aux_losses) & set(losses))
+        if clash:
+            raise KeyError(f'the detector already has losses {clash}')
+        losses.update(aux_losses)
+        return losses
+
+
+@MODELS.register_module()
+class DeformableDETRWithAux(EncoderAuxMixin, DeformableDETR):
+    """mmdet's DeformableDETR with ``aux_head`` (see the module docstring)."""
+
+
+@MODELS.register_module()
+class DINOWithAux(EncoderAuxMixin, DINO):
+    """mmdet's DINO with ``aux_head`` (see the module docstring); the denoising
+    queries and their losses are DINO's, unchanged."""
