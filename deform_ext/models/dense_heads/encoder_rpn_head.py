@@ -133,10 +133,15 @@ class EncoderRPNHead(BaseModule):
         level_start_index = F.pad(spatial_shapes.prod(1).cumsum(0)[:-1], (1, 0))
         query = torch.cat([f.flatten(2).transpose(1, 2) for f in feats], 1)
         query_pos = torch.cat([
-            (self.positional_encoding(m).flatten(2).transpose(1, 2) + self.level_embed[i])
-            for i, m in enumerate(masks)], 1)
-        memory_mask = torch.cat([m.flatten(1) for m in masks], 1)
-        valid_ratios = torch.stack([DeformableDETR.get_valid_ratio(m) for m in masks], 1)
+            (self.positional_encoding(m, input=f).flatten(2).transpose(1, 2)
+             + self.level_embed[i])
+            for i, (f, m) in enumerate(zip(feats, masks or [None] * len(feats)))], 1)
+        if masks is None:  # the same numbers as all-False masks, for any batch size
+            memory_mask = None
+            valid_ratios = feats[0].new_ones((feats[0].shape[0], len(feats), 2))
+        else:
+            memory_mask = torch.cat([m.flatten(1) for m in masks], 1)
+            valid_ratios = torch.stack([DeformableDETR.get_valid_ratio(m) for m in masks], 1)
         memory = self.encoder(query=query, query_pos=query_pos, key_padding_mask=memory_mask,
                               spatial_shapes=spatial_shapes,
                               level_start_index=level_start_index, valid_ratios=valid_ratios)
@@ -246,9 +251,14 @@ def image_factor(meta: dict, like: Tensor) -> Tensor:
     return like.new_tensor([[width, height, width, height]])
 
 
-def padding_masks(feats: Sequence[Tensor], batch_img_metas: List[dict]) -> List[Tensor]:
-    """Per level, (bs, H_l, W_l) bool masks, True on the padding of the batch."""
+def padding_masks(feats: Sequence[Tensor], batch_img_metas: List[dict]
+                  ) -> Optional[List[Tensor]]:
+    """Per level, (bs, H_l, W_l) bool masks, True on the padding of the batch; None
+    when no image is padded (as mmdet's ``DeformableDETR``): then nothing depends on
+    the number of metas, and one meta may stand for a traced batch of any size."""
     batch_h, batch_w = batch_img_metas[0]['batch_input_shape']
+    if all(tuple(meta['img_shape'][:2]) == (batch_h, batch_w) for meta in batch_img_metas):
+        return None
     image_mask = feats[0].new_ones((len(batch_img_metas), batch_h, batch_w))
     for i, meta in enumerate(batch_img_metas):
         height, width = meta['img_shape'][:2]
