@@ -41,6 +41,12 @@ class _NonMaxSuppression(torch.autograd.Function):
                     const(float(score_threshold)))
 
 
+def plain_nms(cfg) -> bool:
+    """Whether a test_cfg's NMS is mmcv's ``nms`` per class, as exported."""
+    nms = (cfg or {}).get('nms') or {}
+    return nms.get('type') == 'nms' and not nms.get('class_agnostic', False)
+
+
 def batched_nms_top(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor,
                     iou_threshold: float, k: int) -> Tuple[Tensor, Tensor, Tensor]:
     """Per image, NMS within each group over the valid candidates, then the ``k`` best

@@ -10,87 +10,71 @@ rows past the detections have score 0, label -1 and a zero box.
 Supported (:func:`detector_kind`, :data:`SUPPORTED`), each as its mmdet ``predict``:
 
 - ``'deformable-detr'``: the Deformable DETR family (mmdet's ``DeformableDETR`` and
-  subclasses such as our ``DeformDETR``, single/multi-scale, refine, two-stage) with a
-  sigmoid classifier: the top-k over queries x classes (:func:`detr_detections`);
+  subclasses such as our ``DeformDETR``, single/multi-scale, refine, two-stage, and
+  mmdet's ``DINO``, whose denoising queries exist only in training) with a sigmoid
+  classifier: the top-k over queries x classes (:func:`detr_detections`);
 - ``'detr'``: mmdet's ``DETR`` with its ``DETRHead`` (softmax over classes and
   background: each query's best class, then the top-k queries);
 - ``'dense'``: single-stage detectors with an anchor-based dense head on mmdet's
   generic decoding with sigmoid scores (RetinaNet, with any backbone or neck such as
   DAT or ``DATFPN``): :mod:`.dense_detections`;
 - ``'yolox'``: ``YOLOXHead`` (:mod:`.yolox_detections`);
-- ``'rcnn'``: two-stage R-CNNs with an ``RPNHead`` and a ``StandardRoIHead``
-  (Faster R-CNN with any backbone or neck): :mod:`.rcnn_detections`.
+- ``'rcnn'`` and ``'cascade-rcnn'``: two-stage R-CNNs with mmdet's ``RPNHead`` or our
+  ``EncoderRPNHead`` (images unpadded) and a ``StandardRoIHead`` (Faster R-CNN) or a
+  ``CascadeRoIHead`` (Cascade R-CNN), any backbone or neck: :mod:`.rcnn_detections`.
 
 NMS everywhere is mmcv's ``batched_nms`` as ONNX ``NonMaxSuppression``
 (:mod:`.batched_nms`), so only ``nms=dict(type='nms')`` per class is exported.
+Refused with their reason (:data:`REFUSED`): DDQ-DETR, Mask2Former / MaskFormer and
+any R-CNN with a mask head.
 """
 from typing import Tuple
 
 import torch
-from mmcv.ops import RoIAlign
-from mmdet.models.dense_heads import (AnchorHead, DeformableDETRHead, DETRHead, RPNHead,
-                                      YOLOXHead)
+from mmdet.models.dense_heads import AnchorHead, DeformableDETRHead, DETRHead, YOLOXHead
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-from mmdet.models.detectors import (DETR, DeformableDETR, SingleStageDetector,
-                                    TwoStageDetector)
-from mmdet.models.roi_heads import BBoxHead, SingleRoIExtractor, StandardRoIHead
+from mmdet.models.detectors import (DDQDETR, DETR, DeformableDETR, MaskFormer,
+                                    SingleStageDetector)
 from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
+from .batched_nms import plain_nms
 from .dense_detections import dense_detections
-from .rcnn_detections import rcnn_detections
+from .rcnn_detections import rcnn_detections, rcnn_kind
 from .yolox_detections import yolox_detections
 
-SUPPORTED = ('the Deformable DETR family (DeformableDETR, DeformDETR) with a sigmoid '
-             "classifier; mmdet's DETR with DETRHead; single-stage detectors with an "
+SUPPORTED = ('the Deformable DETR family (DeformableDETR, DeformDETR, DINO) with a '
+             "sigmoid classifier; mmdet's DETR with DETRHead; single-stage detectors with an "
              "anchor-based dense head on mmdet's generic sigmoid decoding and "
              'DeltaXYWHBBoxCoder (RetinaNet) or with YOLOXHead; two-stage R-CNNs with '
-             'RPNHead and StandardRoIHead (SingleRoIExtractor with RoIAlign, a softmax '
-             'BBoxHead with DeltaXYWHBBoxCoder, no mask head: Faster R-CNN); all with '
+             'RPNHead or EncoderRPNHead and StandardRoIHead or CascadeRoIHead '
+             '(SingleRoIExtractor with RoIAlign, softmax BBoxHeads with '
+             'DeltaXYWHBBoxCoder, no mask head: Faster R-CNN, Cascade R-CNN); all with '
              "NMS of type 'nms'")
+
+# detectors refused for a reason beyond their heads, named in the error
+REFUSED = (
+    (DDQDETR, "DDQ-DETR's distinct query selection runs NMS per image between encoder and "
+              'decoder (a data-dependent number of queries per image), and its head has '
+              'its own predict; '),
+    (MaskFormer, 'Mask2Former and MaskFormer predict instance and panoptic masks, which '
+                 'are not exported (boxes only); '))
 
 
 class UnsupportedModelError(ValueError):
     """The detector's kind has no export path (see :data:`SUPPORTED`)."""
 
 
-def _plain_nms(cfg) -> bool:
-    """Whether a test_cfg's NMS is mmcv's ``nms`` per class, as exported."""
-    nms = (cfg or {}).get('nms') or {}
-    return nms.get('type') == 'nms' and not nms.get('class_agnostic', False)
-
-
-def _is_rcnn(detector: nn.Module) -> bool:
-    """A TwoStageDetector with an RPNHead and a StandardRoIHead of the exported kind."""
-    rpn, roi = getattr(detector, 'rpn_head', None), getattr(detector, 'roi_head', None)
-    if not (isinstance(detector, TwoStageDetector) and isinstance(rpn, RPNHead)
-            and isinstance(roi, StandardRoIHead)):
-        return False
-    box_head, extractor = roi.bbox_head, roi.bbox_roi_extractor
-    return (type(rpn)._predict_by_feat_single is RPNHead._predict_by_feat_single
-            and type(rpn)._bbox_post_process is RPNHead._bbox_post_process
-            and rpn.use_sigmoid_cls and isinstance(rpn.bbox_coder, DeltaXYWHBBoxCoder)
-            and _plain_nms(rpn.test_cfg)
-            and type(roi).predict_bbox is StandardRoIHead.predict_bbox
-            and type(roi)._bbox_forward is StandardRoIHead._bbox_forward
-            and not roi.with_mask and not roi.with_shared_head
-            and type(extractor) is SingleRoIExtractor
-            and all(isinstance(layer, RoIAlign) and layer.pool_mode == 'avg'
-                    and not layer.use_torchvision for layer in extractor.roi_layers)
-            and isinstance(box_head, BBoxHead) and box_head.with_reg
-            and type(box_head)._predict_by_feat_single is BBoxHead._predict_by_feat_single
-            and not box_head.custom_cls_channels
-            and isinstance(box_head.bbox_coder, DeltaXYWHBBoxCoder)
-            and _plain_nms(roi.test_cfg))
-
-
 def detector_kind(detector: nn.Module) -> str:
-    """``'deformable-detr'``, ``'detr'``, ``'dense'``, ``'yolox'`` or ``'rcnn'`` (see
-    the module docstring); raises :class:`UnsupportedModelError` otherwise."""
+    """``'deformable-detr'``, ``'detr'``, ``'dense'``, ``'yolox'``, ``'rcnn'`` or
+    ``'cascade-rcnn'`` (see the module docstring); raises
+    :class:`UnsupportedModelError` otherwise."""
     head = getattr(detector, 'bbox_head', None)
     if isinstance(detector, DeformableDETR) and isinstance(head, DeformableDETRHead) \
+            and type(head).predict_by_feat is DeformableDETRHead.predict_by_feat \
+            and type(head)._predict_by_feat_single is DETRHead._predict_by_feat_single \
             and head.loss_cls.use_sigmoid:
         return 'deformable-detr'
     if isinstance(detector, DETR) and not isinstance(detector, DeformableDETR) \
@@ -100,20 +84,24 @@ def detector_kind(detector: nn.Module) -> str:
     if isinstance(detector, SingleStageDetector) and isinstance(head, YOLOXHead) \
             and type(head).predict_by_feat is YOLOXHead.predict_by_feat \
             and type(head)._bbox_decode is YOLOXHead._bbox_decode \
-            and _plain_nms(head.test_cfg):
+            and plain_nms(head.test_cfg):
         return 'yolox'
     if isinstance(detector, SingleStageDetector) and isinstance(head, AnchorHead) \
             and type(head)._predict_by_feat_single is BaseDenseHead._predict_by_feat_single \
             and isinstance(head.bbox_coder, DeltaXYWHBBoxCoder) and head.use_sigmoid_cls \
-            and _plain_nms(head.test_cfg):
+            and plain_nms(head.test_cfg):
         return 'dense'
-    if _is_rcnn(detector):
-        return 'rcnn'
+    kind = rcnn_kind(detector)
+    if kind:
+        return kind
     heads = [type(getattr(detector, name)).__name__
-             for name in ('rpn_head', 'roi_head', 'bbox_head')
+             for name in ('rpn_head', 'roi_head', 'bbox_head', 'panoptic_head')
              if getattr(detector, name, None) is not None]
     parts = type(detector).__name__ + (f' with {" and ".join(heads)}' if heads else '')
-    raise UnsupportedModelError(f'cannot export {parts}: supported are {SUPPORTED}')
+    reason = next((reason for kind, reason in REFUSED if isinstance(detector, kind)), '')
+    if getattr(getattr(detector, 'roi_head', None), 'with_mask', False):
+        reason = 'mask heads are not exported (boxes only); '
+    raise UnsupportedModelError(f'cannot export {parts}: {reason}supported are {SUPPORTED}')
 
 
 def detr_detections(cls_scores: Tensor, bbox_preds: Tensor, max_per_img: int,
@@ -169,7 +157,7 @@ class ExportableDetector(nn.Module):
             preprocessor = self.detector.data_preprocessor
             images = (images - preprocessor.mean) / preprocessor.std
         features = self.detector.extract_feat(images)
-        if self.kind == 'rcnn':
+        if self.kind in ('rcnn', 'cascade-rcnn'):
             return rcnn_detections(self.detector, features, self.image_shape)
         head = self.detector.bbox_head
         if self.kind == 'dense':
