@@ -1,5 +1,5 @@
 """Datasets, the synthetic COCO-format generator and data transforms."""
-from . import transforms  # noqa: F401
+from . import samplers, transforms  # noqa: F401
 from .small_object_oversampling import SmallObjectOversampledDataset
 from .synthetic_coco import generate_synthetic_coco
 from .synthetic_dataset import SyntheticCocoDataset
