@@ -60,6 +60,22 @@ def _distillation_rows() -> dict:
     return rows
 
 
+def _aux_losses_rows() -> dict:
+    folder = 'configs/aux_losses/deformable-detr-refine-twostage-{}_r18-tiny_1xb4-16e_synthetic.py'
+    return {
+        'none': Row('configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py',
+                    'the demo model, no auxiliary heads'),
+        'all': Row(folder.format('aux-all'),
+                   'ATSS aux heads on strides 4, 8 (backbone + memory) and 16, 32, 64 (memory)'),
+        'shallow': Row(folder.format('aux-shallow'),
+                       'ATSS aux heads on strides 4 and 8 only (backbone layer1/2 + memory)'),
+        'deep': Row(folder.format('aux-deep'),
+                    "ATSS aux heads on the memory's strides 16, 32, 64 only (Co-DETR's)"),
+        'curriculum': Row(folder.format('curriculum'),
+                          'no aux heads; CurriculumSampler easy to hard, uniform from epoch 8'),
+    }
+
+
 SUITES = {
     'copy_paste': dict(rows=_copy_paste_rows(), default_rows=('baseline', 'boxes', 'masks', 'mmdet'),
                        epochs=6, lr_steps=(0.75, 0.9)),
@@ -68,4 +84,7 @@ SUITES = {
                                        'distill-extra_targets', 'distill-feature',
                                        'distill-all'),
                          epochs=16, lr_steps=(0.8,)),
+    'aux_losses': dict(rows=_aux_losses_rows(),
+                       default_rows=('none', 'all', 'shallow', 'deep', 'curriculum'),
+                       epochs=16, lr_steps=(0.8,)),
 }
