@@ -1,7 +1,8 @@
-"""Whole detectors to ONNX, every family we ship (Deformable DETR, DETR, RetinaNet,
-YOLOX, Faster R-CNN): onnxruntime's boxes, scores and labels equal PyTorch's (goal:
-scores within 1e-4, boxes within 1e-3 pixels) at the traced and another batch size,
-PyTorch's equal mmdet's own predictions, and unsupported detectors are named."""
+"""Whole detectors to ONNX, every family we ship (Deformable DETR, DINO, DETR,
+RetinaNet, YOLOX; the two-stage ones in test_export_two_stage.py): onnxruntime's
+boxes, scores and labels equal PyTorch's (goal: scores within 1e-4, boxes within 1e-3
+pixels) at the traced and another batch size, PyTorch's equal mmdet's own predictions,
+and unsupported detectors are named with their reason."""
 import onnx
 import pytest
 import torch
@@ -15,6 +16,7 @@ from tests.test_ops.ms_deform_attn_helpers import requires_extension
 
 pytestmark = requires_extension
 SHAPE = (128, 160)  # every level of a stride-64 map at least 2 cells
+SWAP = '../projects/ms_deform_attn_swap/configs/'
 
 
 def retinanet(config):
@@ -119,33 +121,41 @@ def test_dat_yolox_exports_and_onnxruntime_equals_pytorch(tmp_path):
     assert detector.kind == 'yolox' and detector(sample_images(1, *SHAPE))[1].shape == (1, 100)
 
 
-@pytest.mark.parametrize('config,rpn_max_per_img', [
-    ('dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py', 3000),  # padded proposals
-    ('../projects/encoder_rpn/configs/faster-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py', None)])
-def test_faster_rcnn_exports_and_onnxruntime_equals_pytorch(config, rpn_max_per_img,
-                                                             tmp_path):
-    """At random weights RPN and RoI scores spread enough (normal init, std 0.01)."""
-    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
-    if rpn_max_per_img:  # more proposals than NMS leaves: padding must stay out
-        model.rpn_head.test_cfg.max_per_img = rpn_max_per_img
+def test_dino_exports_and_onnxruntime_equals_pytorch(tmp_path):
+    """mmdet's DINO on our op (its denoising queries exist only in training)."""
+    cfg = get_config(SWAP + 'dino-4scale-ms-deform-attn_r18-tiny_1xb8-24e_synthetic.py')
+    model = build_model(without_init_cfg(cfg.model.to_dict()), scope=cfg.default_scope)
     detector = check_export(model, tmp_path)
-    assert detector.kind == 'rcnn'
-    if rpn_max_per_img:
-        from deform_ext.deployment.rcnn_detections import rpn_proposals
-        with torch.no_grad():
-            features = model.extract_feat(preprocess(model, sample_images(1, *SHAPE)))
-            _, found = rpn_proposals(model.rpn_head, features, SHAPE)
-        assert not found.all()
+    assert detector.kind == 'deformable-detr'
+    path = str(tmp_path / 'plugin.onnx')
+    export_detector(detector, sample_images(1, *SHAPE), path, plugin=True)
+    plugins = [n for n in onnx.load(path).graph.node if n.op_type == PLUGIN_NAME]
+    assert len(plugins) == len(model.encoder.layers) + len(model.decoder.layers)
 
 
-@pytest.mark.parametrize('config,name', [
-    ('../projects/encoder_rpn/configs/cascade-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py',
-     'CascadeRCNN with RPNHead and CascadeRoIHead'),
-    ('../projects/encoder_rpn/configs/faster-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',
-     'FasterRCNN with EncoderRPNHead and StandardRoIHead')])
-def test_unsupported_detector_is_named(config, name):
-    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
-    with pytest.raises(UnsupportedModelError, match=f'cannot export {name}: .*RetinaNet'):
+@pytest.mark.parametrize('config,message', [
+    ('ddq-detr-4scale-ms-deform-attn_r50_8xb2-12e_coco.py',
+     "DDQDETR with DDQDETRHead: DDQ-DETR's distinct query selection runs NMS per image"),
+    ('mask2former-ms-deform-attn_r50_8xb2-lsj-50e_coco.py',
+     'Mask2Former with Mask2FormerHead: Mask2Former and MaskFormer predict instance and '
+     'panoptic masks')])
+def test_unsupported_detector_is_named_with_its_reason(config, message):
+    cfg = get_config(SWAP + config)
+    model = build_model(without_init_cfg(cfg.model.to_dict()), scope=cfg.default_scope)
+    with pytest.raises(UnsupportedModelError, match=f'cannot export {message}.*RetinaNet'):
+        ExportableDetector(model, SHAPE)
+
+
+def test_rcnn_mask_head_is_refused():
+    cfg = get_config('dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py').model.to_dict()
+    cfg['roi_head'].update(
+        mask_roi_extractor=dict(type='SingleRoIExtractor', out_channels=64,
+                                roi_layer=dict(type='RoIAlign', output_size=14),
+                                featmap_strides=[4, 8, 16, 32]),
+        mask_head=dict(type='FCNMaskHead', in_channels=64, conv_out_channels=64,
+                       num_classes=6))
+    model = build_model(without_init_cfg(cfg))
+    with pytest.raises(UnsupportedModelError, match='mask heads are not exported'):
         ExportableDetector(model, SHAPE)
 
 
