@@ -1,6 +1,7 @@
 """tools/deployment/export_onnx.py end to end on the demo config (both forms) and on a
-config of every other exported family, and clear errors for a missing checkpoint or
-an unsupported detector."""
+config of every other exported family (DETR, YOLOX, Faster and Cascade R-CNN with
+RPNHead or EncoderRPNHead, DINO), and clear errors for a missing checkpoint or an
+unsupported detector (DDQ-DETR)."""
 import os.path as osp
 
 import onnx
@@ -14,10 +15,14 @@ from tests.test_ops.ms_deform_attn_helpers import requires_extension
 
 pytestmark = requires_extension
 TOOL = 'tools/deployment/export_onnx.py'
+ENCODER_RPN = '../projects/encoder_rpn/configs/'
+SWAP = '../projects/ms_deform_attn_swap/configs/'
 
 
 def save_checkpoint(config, path):
-    model = build_model(without_init_cfg(get_config(config).model.to_dict()))
+    cfg = get_config(config)
+    model = build_model(without_init_cfg(cfg.model.to_dict()),
+                        scope=cfg.get('default_scope', 'deform_ext'))
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
     return str(path)
 
@@ -40,7 +45,11 @@ def test_demo_config_exports_in_both_forms(tmp_path):
 @pytest.mark.parametrize('config', [
     'deformable_detr/detr_r18-tiny_1xb8-120e_synthetic.py',
     'dat/yolox-datfpn_csp-tiny_1xb8-12e_synthetic.py',
-    'dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py'])
+    'dat/faster-rcnn-datfpn_r18-tiny_1xb8-12e_synthetic.py',
+    ENCODER_RPN + 'cascade-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py',
+    ENCODER_RPN + 'faster-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',
+    ENCODER_RPN + 'cascade-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',
+    SWAP + 'dino-4scale-ms-deform-attn_r18-tiny_1xb8-24e_synthetic.py'])
 def test_each_family_exports(config, tmp_path):
     checkpoint = save_checkpoint(config, tmp_path / 'model.pth')
     out = str(tmp_path / 'model.onnx')
@@ -56,10 +65,13 @@ def test_missing_checkpoint_and_unsupported_detector_are_clear_errors(tmp_path):
     result = run_tool(['python', TOOL, DEMO_CONFIG, str(tmp_path / 'none.pth')], check=False)
     assert result.returncode != 0
     assert f"checkpoint file {tmp_path / 'none.pth'} does not exist" in result.stderr
-    config = '../projects/encoder_rpn/configs/cascade-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py'
-    checkpoint = save_checkpoint(config, tmp_path / 'cascade.pth')
+    # refused before any export; an empty checkpoint spares saving an R-50's weights
+    config = SWAP + 'ddq-detr-4scale-ms-deform-attn_r50_8xb2-12e_coco.py'
+    checkpoint = str(tmp_path / 'empty.pth')
+    torch.save({'state_dict': {}, 'meta': {}}, checkpoint)
     result = run_tool(['python', TOOL, config_path(config), checkpoint,
-                       '--out', str(tmp_path / 'cascade.onnx')], check=False)
+                       '--out', str(tmp_path / 'ddq.onnx')], check=False)
     assert result.returncode != 0
-    assert 'error: cannot export CascadeRCNN with RPNHead and CascadeRoIHead' in result.stderr
-    assert not osp.exists(tmp_path / 'cascade.onnx')
+    assert ("error: cannot export DDQDETR with DDQDETRHead: DDQ-DETR's distinct query "
+            'selection') in result.stderr
+    assert not osp.exists(tmp_path / 'ddq.onnx')

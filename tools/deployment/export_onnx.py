@@ -9,9 +9,10 @@ config's test pipeline would; the model's normalisation runs inside. Outputs:
 ``boxes`` (batch, k, 4) xyxy in input pixels, ``scores`` (batch, k), ``labels``
 (batch, k), best first, k = the config's ``test_cfg.max_per_img`` (100 for YOLOX
 configs without one), padded with score 0, label -1 and a zero box. The batch size is
-free, the image size fixed. Detector families: Deformable DETR, DETR, RetinaNet-like
-dense heads, YOLOX, Faster R-CNN (RPNHead + StandardRoIHead); others are refused with
-the list (``deform_ext.deployment.SUPPORTED``).
+free, the image size fixed. Detector families: Deformable DETR (DINO too), DETR,
+RetinaNet-like dense heads, YOLOX, Faster R-CNN and Cascade R-CNN with RPNHead or
+EncoderRPNHead; others are refused with the list (``deform_ext.deployment.SUPPORTED``)
+and, for DDQ-DETR, Mask2Former and mask heads, the reason.
 
 Our deformable attention becomes TensorRT's ``MultiscaleDeformableAttnPlugin_TRT``
 (TensorRT with that plugin runs the file), or with ``--fallback`` standard ONNX ops
