@@ -36,9 +36,10 @@ def test_aux_losses_train_heads_encoder_and_shallow_backbone(variant):
     assert AUX_KEYS <= set(losses) and 'loss_cls' in losses
     assert all(torch.isfinite(losses[k]) and losses[k].dim() == 0 for k in AUX_KEYS)
     aux = sum(losses[k] for k in AUX_KEYS)
+    # layer1's bn2, not a conv: ResNet's residual branches start at zero (no conv grads)
     grads = torch.autograd.grad(aux, [model.aux_head.heads[0].atss_cls.weight,
                                       model.aux_head.pyramid.laterals['4'].conv.weight,
-                                      model.backbone.layer1[0].bn2.weight,  # conv weights: zero-init residuals
+                                      model.backbone.layer1[0].bn2.weight,
                                       model.encoder.layers[-1].ffn.layers[-2].weight])
     assert all(g.abs().sum() > 0 for g in grads)
 
