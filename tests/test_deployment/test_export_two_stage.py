@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmdet.structures import DetDataSample
 
-from deform_ext.deployment import ExportableDetector, sample_images
+from deform_ext.deployment import sample_images
 from deform_ext.deployment.encoder_rpn_proposals import encoder_rpn_proposals
 from deform_ext.deployment.rcnn_detections import rpn_proposals
 from deform_ext.testing import build_model, get_config, without_init_cfg
