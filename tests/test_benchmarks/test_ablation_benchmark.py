@@ -10,16 +10,12 @@ import sys
 from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT
-
-SCRIPT = f'{REPO_ROOT}/benchmarks/ablation.py'
-NUMBER = r'-?\d\.\d{3}'  # COCO gives -1 where the set has no such objects
+from tests.test_benchmarks.benchmark_runs import COCO_NUMBER as NUMBER
+from tests.test_benchmarks.benchmark_runs import run_benchmark
 
 
 def run(*args):
-    result = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                            timeout=900, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result.stdout
+    return run_benchmark('ablation.py', *args)
 
 
 def test_rows_train_on_another_root_and_are_not_repeated(tiny_coco, tmp_path):
@@ -43,7 +39,8 @@ def test_rows_train_on_another_root_and_are_not_repeated(tiny_coco, tmp_path):
 
 
 def test_unknown_row_is_named():
-    result = subprocess.run([sys.executable, SCRIPT, 'copy_paste', '--rows', 'nope'],
+    result = subprocess.run([sys.executable, f'{REPO_ROOT}/benchmarks/ablation.py', 'copy_paste',
+                             '--rows', 'nope'],
                             capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode != 0 and "copy_paste has no rows ['nope']" in result.stderr
 

@@ -1,22 +1,14 @@
 """benchmarks/proposals.py end to end at a tiny size: trains, evaluates the detector and
 its first stage alone, writes the table, and does not repeat a finished run."""
 import json
-import os.path as osp
 import re
-import subprocess
-import sys
 
-from tests.conftest import REPO_ROOT
-
-SCRIPT = osp.join(REPO_ROOT, 'benchmarks', 'proposals.py')
-NUMBER = r'-?\d\.\d{3}'  # COCO gives -1 where the set has no such objects
+from tests.test_benchmarks.benchmark_runs import COCO_NUMBER as NUMBER
+from tests.test_benchmarks.benchmark_runs import run_benchmark
 
 
 def run(*args):
-    result = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                            timeout=900, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result.stdout
+    return run_benchmark('proposals.py', *args)
 
 
 def test_one_epoch_gives_recall_and_detection_columns_and_is_not_repeated(tiny_coco, tmp_path):

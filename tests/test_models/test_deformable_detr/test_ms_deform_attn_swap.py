@@ -2,45 +2,16 @@
 on tiny versions of mmdet's own configs: Deformable DETR, DINO, DDQ-DETR and
 Mask2Former's pixel decoder. Our op runs (calls counted), the outputs match the
 unswitched model in float64, and the state dicts are interchangeable."""
-import os.path as osp
-
-import mmdet
 import pytest
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.config import Config, ConfigDict
 
 from deform_ext.models.layers import MSDeformAttn, swap_ms_deform_attn
-from deform_ext.testing import build_model, demo_batch, without_init_cfg
+from deform_ext.testing import (MMDET_DETR_CONFIGS, build_model, demo_batch, mmdet_config_path,
+                                tiny_mmdet_detr_cfg, without_init_cfg)
 
-MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
-DETECTORS = {
-    'DeformableDETR': 'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
-    'DINO': 'dino/dino-4scale_r50_8xb2-12e_coco.py',
-    'DDQDETR': 'ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py',
-}
 MASK2FORMER = 'mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py'
-
-
-def tiny_detector_cfg(name):
-    """mmdet's config for ``name`` at test size: a quarter-width ResNet-18, one
-    encoder and two decoder layers, few queries. (DINO and DDQ keep 256 dims: their
-    query embeddings hard-code 128 features per coordinate.)"""
-    cfg = Config.fromfile(osp.join(MMDET_CONFIGS, DETECTORS[name])).model.to_dict()
-    cfg = without_init_cfg(cfg)
-    cfg['backbone'] = dict(type='ResNet', depth=18, base_channels=16, stem_channels=16,
-                           num_stages=4, out_indices=(1, 2, 3), norm_eval=False)
-    cfg['neck']['in_channels'] = [32, 64, 128]
-    cfg['encoder']['num_layers'] = 1
-    cfg['decoder']['num_layers'] = 2
-    for layer in ('encoder', 'decoder'):
-        cfg[layer]['layer_cfg']['ffn_cfg']['feedforward_channels'] = 64
-    cfg['num_queries'] = 20
-    cfg['bbox_head']['num_classes'] = 4
-    if 'dn_cfg' in cfg:
-        cfg['dn_cfg']['group_cfg']['num_dn_queries'] = 10
-    cfg['test_cfg']['max_per_img'] = 20
-    return cfg
 
 
 def build(cfg):
@@ -76,9 +47,9 @@ def float64_default(monkeypatch):
     torch.set_default_dtype(previous)
 
 
-@pytest.mark.parametrize('name', list(DETECTORS))
+@pytest.mark.parametrize('name', list(MMDET_DETR_CONFIGS))
 def test_switch_detector(name, op_calls, float64_default):
-    cfg = tiny_detector_cfg(name)
+    cfg = tiny_mmdet_detr_cfg(name)
     plain, ours = build(cfg), build(switched(cfg))
     assert type(ours) is type(plain)  # the model itself, no wrapper
     assert deform_attn_kinds(plain) == ['MultiScaleDeformableAttention']
@@ -118,7 +89,7 @@ def test_switch_detector(name, op_calls, float64_default):
 
 
 def test_switch_mask2former_pixel_decoder(op_calls):
-    head = Config.fromfile(osp.join(MMDET_CONFIGS, MASK2FORMER)).model.panoptic_head
+    head = Config.fromfile(mmdet_config_path(MASK2FORMER)).model.panoptic_head
     cfg = without_init_cfg(head.pixel_decoder.to_dict())
     dims = 64
     cfg.update(in_channels=[8, 16, 32, 64], strides=[4, 8, 16, 32], feat_channels=dims,
