@@ -24,7 +24,8 @@ data: install
 demo: data
 	@echo "[demo] training $(DEMO_CONFIG) on CPU (about 10 min), then COCO evaluation"
 	@$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
-	@$(PY) tools/analysis/demo_summary.py $(DEMO_WORK_DIR)
+	@$(PY) tools/analysis/demo_summary.py $(DEMO_WORK_DIR) --config $(DEMO_CONFIG) \
+		--images $(DATA_DIR)/val/000001.png $(DATA_DIR)/val/000002.png
 
 test: install
 	@tools/install_slurm.sh

@@ -2,10 +2,12 @@
 tools/test.py, and a 2-process run of tools/dist_train.sh on CPU."""
 import glob
 import json
+import re
 import os.path as osp
 import sys
 
 import pytest
+from PIL import Image
 
 from tests.conftest import DEMO_CONFIG, run_tool, tiny_training_options
 from tests.fixtures.dist_probe import load_checkpoint_file
@@ -41,8 +43,33 @@ def test_short_demo_trains_evaluates_and_draws(trained):
     assert len(evaluated) == 1 and 0.0 <= evaluated[0]['coco/bbox_mAP'] <= 1.0
     assert checkpoint_meta(osp.join(work_dir, 'epoch_1.pth'))['iter'] == 4
     assert glob.glob(osp.join(work_dir, '2*_*', 'vis_data', 'vis_image', '*.png'))
-    summary = run_tool([sys.executable, 'tools/analysis/demo_summary.py', work_dir])
-    assert 'bbox_mAP' in summary.stdout and 'images with predicted boxes' in summary.stdout
+
+
+def shown(value: float) -> str:
+    """A COCO metric as the demo summary prints it (COCO's -1: no such objects)."""
+    return f'{value:.3f}' if value >= 0 else 'n/a'
+
+
+def test_demo_summary_draws_pictures_and_prints_the_coco_table(trained, tiny_coco):
+    work_dir, _ = trained
+    config = osp.join(work_dir, osp.basename(DEMO_CONFIG))  # as trained (shrunk)
+    images = sorted(glob.glob(osp.join(tiny_coco, 'val', '*.png')))[:2]
+    summary = run_tool([sys.executable, 'tools/analysis/demo_summary.py', work_dir,
+                        '--config', config, '--images', *images]).stdout
+    final = [r for r in scalars(work_dir) if 'coco/bbox_mAP' in r][-1]
+    table = dict(re.findall(r'^\[demo\] \| ([\w@ ]+) \| (\d\.\d{3}|n/a)\b.*\|$', summary,
+                            re.M))
+    assert table == {name: shown(final[f'coco/{key}']) for key, name in
+                     (('bbox_mAP', 'mAP'), ('bbox_mAP_50', 'mAP@50'), ('bbox_mAP_75', 'mAP@75'),
+                      ('bbox_mAP_s', 'AP small'), ('bbox_mAP_m', 'AP medium'),
+                      ('bbox_mAP_l', 'AP large'))}
+    pictures = re.findall(r'^\[demo\] picture: (.+)$', summary, re.M)
+    names = [osp.basename(p) for p in pictures]
+    assert names == ['curves.png'] + [f'sampling_{osp.basename(i)}' for i in images]
+    for picture in pictures:
+        with Image.open(picture) as png:
+            assert png.format == 'PNG' and min(png.size) >= 200
+    assert re.search(r'^\[demo\] [1-9]\d* images with predicted boxes', summary, re.M)
 
 
 @pytest.mark.parametrize('resume_arg', ['auto', 'path'])
