@@ -6,9 +6,11 @@ import copy
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from deform_ext.models.distillation.teacher import preprocessor_conversion
-from deform_ext.testing import build_model, demo_batch, get_config
+from deform_ext.testing import (build_model, demo_batch, get_config, mmdet_config_path,
+                                tiny_mmdet_detr_cfg, without_init_cfg)
 from deform_ext.testing.tiny_deformable_detr import tiny_deformable_detr_cfg
 
 NUM_CLASSES = 4
@@ -134,3 +136,44 @@ def test_bad_teacher_checkpoints_are_named(teacher_ckpt, tmp_path):
                        r"keys \(first: \['extra.weight'\]\); 1 shape mismatches \(first: "
                        r"\['bbox_head.fc_cls.weight \(3, 32\) vs model \(5, 32\)'\]\)"):
         build_model(distilled_cfg(str(bad)))
+
+
+def tiny_single_scale_teacher(relative: str) -> dict:
+    """A one-level mmdet DETR variant (Conditional / DAB-DETR) at test size, 256-d."""
+    cfg = without_init_cfg(Config.fromfile(mmdet_config_path(relative)).model.to_dict())
+    cfg['backbone'] = dict(type='ResNet', depth=18, base_channels=16, stem_channels=16,
+                           num_stages=4, out_indices=(3, ), norm_eval=False)
+    cfg['neck']['in_channels'] = [128]
+    cfg['encoder']['num_layers'] = 1
+    cfg['decoder']['num_layers'] = 2
+    for layer in ('encoder', 'decoder'):
+        cfg[layer]['layer_cfg']['ffn_cfg']['feedforward_channels'] = 64
+    cfg['num_queries'] = 20
+    cfg['bbox_head']['num_classes'] = NUM_CLASSES
+    return cfg
+
+
+TEACHERS = {
+    'ConditionalDETR': lambda: tiny_single_scale_teacher(
+        'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py'),
+    'DABDETR': lambda: tiny_single_scale_teacher('dab_detr/dab-detr_r50_8xb2-50e_coco.py'),
+    'DeformableDETR': lambda: tiny_mmdet_detr_cfg('DeformableDETR'),
+    'DINO': lambda: tiny_mmdet_detr_cfg('DINO'),
+}
+
+
+@pytest.mark.parametrize('name', list(TEACHERS))
+def test_every_detr_family_teacher_distils(name, tmp_path):
+    """mmdet's other DETR variants as teachers (sigmoid heads, 1 or 4 levels)."""
+    teacher_cfg = TEACHERS[name]()
+    teacher = build_model(teacher_cfg, seed=1, scope='mmdet')
+    checkpoint = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=teacher.state_dict()), checkpoint)
+    model = build_model(distilled_cfg(str(checkpoint), teacher_cfg=teacher_cfg)).train()
+    assert type(model.teacher).__name__ == name
+    batch = demo_batch(model)
+    losses = model.loss(batch['inputs'], batch['data_samples'])
+    distilled = {k: v for k, v in losses.items() if k.startswith(('loss_distill', 'loss_teacher'))}
+    assert len(distilled) == 7 and all(torch.isfinite(v) for v in distilled.values())
+    model.parse_losses(losses)[0].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
