@@ -47,7 +47,7 @@ def test_unknown_row_is_named():
 
 def test_a_distilled_row_trains_its_teacher_first_and_once(tiny_coco, tmp_path):
     args = ['distillation', '--rows', 'distill-all', '--epochs', '1', '--seeds', '0', '1',
-            '--jobs', '1', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
+            '--jobs', '2', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
     out = run(*args)
     assert re.search(rf'^\| distill-all \| 1 \| 2 ((\| {NUMBER} ± \d\.\d{{3}} ){{6}})', out,
                      re.M), out
