@@ -23,7 +23,7 @@ def test_rows_train_on_another_root_and_are_not_repeated(tiny_coco, tmp_path):
             '--jobs', '1', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
     out = run(*args)
     for row in ('baseline', 'os2-c3'):
-        line = re.search(rf'^\| {row} \| 1 ((\| {NUMBER} ){{6}})\| \d+\.\d\d \| \d\.\d{{3}} '
+        line = re.search(rf'^\| {row} \| 1 \| 1 ((\| {NUMBER} ){{6}})\| \d+\.\d\d \| \d\.\d{{3}} '
                          r'\| \d+ \|$', out, re.M)
         assert line, out
         results = json.loads((tmp_path / f'{row}_seed0' / 'results.json').read_text())
