@@ -1,6 +1,6 @@
 """An :class:`ExportableDetector` to an ONNX file and back: export with a free batch
 size, sample images, and how far onnxruntime's detections are from PyTorch's."""
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,12 +41,23 @@ def sample_images(batch_size: int, height: int, width: int, seed: int = 0) -> Te
     return rgb.flip(1).contiguous()
 
 
+def canonical_order(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's detections (bs, k, ...) sorted by score (to 1e-4, best first), then
+    box and label: two runtimes that rank tied scores differently compare equal."""
+    keys = [labels, *np.round(np.moveaxis(boxes, -1, 0), 1)[::-1], -np.round(scores, 4)]
+    order = np.stack([np.lexsort([key[i] for key in keys]) for i in range(len(scores))])
+    return (np.take_along_axis(boxes, order[..., None], 1),
+            np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1))
+
+
 def detection_differences(reference: Sequence[Tensor],
                           onnx_outputs: Dict[str, np.ndarray]) -> Dict[str, float]:
     """The largest absolute differences of boxes (pixels) and scores, and the share
     of equal labels, between PyTorch's ``(boxes, scores, labels)`` and onnxruntime's
-    outputs of the same names."""
-    boxes, scores, labels = (onnx_outputs[name] for name in OUTPUT_NAMES)
-    return dict(boxes=float(np.abs(boxes - reference[0].numpy()).max()),
-                scores=float(np.abs(scores - reference[1].numpy()).max()),
-                labels_equal=float((labels == reference[2].numpy()).mean()))
+    outputs of the same names, each in :func:`canonical_order`."""
+    boxes, scores, labels = canonical_order(*(onnx_outputs[name] for name in OUTPUT_NAMES))
+    ref_boxes, ref_scores, ref_labels = canonical_order(*(r.numpy() for r in reference))
+    return dict(boxes=float(np.abs(boxes - ref_boxes).max()),
+                scores=float(np.abs(scores - ref_scores).max()),
+                labels_equal=float((labels == ref_labels).mean()))
