@@ -5,7 +5,8 @@ the seeds found), step and data time per iteration and the training process's pe
 memory per row.
 
     python benchmarks/ablation.py SUITE [--rows R ...] [--seeds 0 1 2] [--epochs N]
-        [--jobs 2] [--work-dir work_dirs/ablation/SUITE] [--data-root R] [--table-only]
+        [--jobs 2] [--work-dir work_dirs/ablation/SUITE] [--data-root R] [--image-size S]
+        [--table-only]
 
 Suites and their rows: ``benchmarks/ablation_suites.py`` (``--list`` prints them).
 A row's config is trained as it is, but for the seed, the epochs (lr steps at the
@@ -29,7 +30,7 @@ import sys
 
 from ablation_suites import SUITES
 from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           train)
+                           synthetic_data_root, train)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -79,27 +80,33 @@ def train_options(args, seed, epochs):
             'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=1']
 
 
-def rerooted_config(config, data_root, directory):
-    """``config`` itself, or with ``data_root`` given, a copy written to ``directory``
-    whose every path under data/synthetic_coco/ (dataset roots, annotation files, the
-    Copy-Paste bank's root) is under ``data_root`` instead."""
-    if data_root is None:
+def rerooted_config(config, data_root, image_size, directory):
+    """``config`` itself, or with ``data_root`` or ``image_size`` given, a copy written
+    to ``directory`` whose every path under data/synthetic_coco/ (dataset roots,
+    annotation files, the Copy-Paste bank's root) is under ``data_root`` instead, and
+    whose every ``Resize`` scale and ``Pad`` size of the synthetic configs' 256 x 256 is
+    ``image_size`` square."""
+    if data_root is None and image_size is None:
         return config
     from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    root = data_root.rstrip('/') + '/'
+    root = (data_root or DEFAULT_DATA_ROOT).rstrip('/') + '/'
+    side = (image_size, image_size) if image_size else None
 
-    def reroot(value):
+    def rewrite(value):
         if isinstance(value, str) and value.startswith(DEFAULT_DATA_ROOT):
             return root + value[len(DEFAULT_DATA_ROOT):]
         if isinstance(value, dict):
-            return type(value)({k: reroot(v) for k, v in value.items()})
+            value = type(value)({k: rewrite(v) for k, v in value.items()})
+            for kind, key in (('Resize', 'scale'), ('Pad', 'size')):
+                if side and value.get('type') == kind and tuple(value.get(key) or ()) == (256, 256):
+                    value[key] = side
+            return value
         if isinstance(value, (list, tuple)):
-            return type(value)(reroot(v) for v in value)
+            return type(value)(rewrite(v) for v in value)
         return value
     os.makedirs(directory, exist_ok=True)
     path = osp.join(directory, osp.basename(config))
-    Config(reroot(cfg.to_dict())).dump(path)
+    Config(rewrite(Config.fromfile(config).to_dict())).dump(path)
     return path
 
 
@@ -121,7 +128,8 @@ def benchmark_run(args, row, seed, threads):
     directory = run_dir(args, row, seed)
     spec = args.suite['rows'][row]
     epochs = row_epochs(args, row)
-    config = rerooted_config(osp.join(REPO_ROOT, spec.config), args.data_root, directory)
+    config = rerooted_config(osp.join(REPO_ROOT, spec.config), args.data_root,
+                             args.image_size, directory)
     options = [o.format(checkpoint=FirstSeedCheckpoint(args)) for o in spec.options]
     peak_mib = train(config, directory, [*train_options(args, seed, epochs), *options], threads)
     records = [r for r in metrics_records(directory) if METRICS['mAP'] in r]
@@ -169,6 +177,10 @@ def main(argv=None):
     parser.add_argument('--work-dir', help='default: work_dirs/ablation/SUITE')
     parser.add_argument('--data-root', help='another synthetic COCO set (the same folder '
                         'layout) instead of data/synthetic_coco')
+    parser.add_argument('--image-size', type=int,
+                        help='train and test at this square size instead of 256; without '
+                        '--data-root, on a synthetic set generated at that size into the '
+                        'work dir')
     parser.add_argument('--table-only', action='store_true', help='print the table and stop')
     parser.add_argument('--list', action='store_true', help='print the suites and rows')
     args = parser.parse_args(argv)
@@ -188,6 +200,8 @@ def main(argv=None):
     args.epochs = args.epochs or args.suite['epochs']
     args.work_dir = args.work_dir or osp.join(REPO_ROOT, 'work_dirs', 'ablation', args.suite_name)
     if not args.table_only:
+        if args.image_size and not args.data_root:
+            args.data_root = synthetic_data_root(args.work_dir, args.image_size)
         needed = {need for row in args.rows for need in args.suite['rows'][row].needs}
         for phase in (sorted(needed), [row for row in args.rows if row not in needed]):
             todo = [(row, seed) for seed in args.seeds for row in phase  # seed 0 first

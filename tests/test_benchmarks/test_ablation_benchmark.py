@@ -1,7 +1,8 @@
 """benchmarks/ablation.py end to end at a tiny size: two Copy-Paste rows (the baseline and
 Kisantal's oversampling with copies, whose dataset wrapper and pipeline index the
---cfg-options reach) train on another data root, the table holds each row's metrics,
-times and memory, and a finished run is not repeated."""
+--cfg-options reach) train on another data root at another image size, the table holds
+each row's metrics, times and memory, and a finished run is not repeated; a distilled row
+trains its teacher first, once."""
 import json
 import re
 import subprocess
@@ -20,7 +21,8 @@ def run(*args):
 
 def test_rows_train_on_another_root_and_are_not_repeated(tiny_coco, tmp_path):
     args = ['copy_paste', '--rows', 'baseline', 'os2-c3', '--epochs', '1', '--seeds', '0',
-            '--jobs', '1', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
+            '--jobs', '1', '--data-root', tiny_coco, '--image-size', '96',
+            '--work-dir', str(tmp_path)]
     out = run(*args)
     for row in ('baseline', 'os2-c3'):
         line = re.search(rf'^\| {row} \| 1 \| 1 ((\| {NUMBER} ){{6}})\| \d+\.\d\d \| \d\.\d{{3}} '
@@ -28,9 +30,10 @@ def test_rows_train_on_another_root_and_are_not_repeated(tiny_coco, tmp_path):
         assert line, out
         results = json.loads((tmp_path / f'{row}_seed0' / 'results.json').read_text())
         assert results['peak_mib'] > 100 and results['step_s'] > 0
-        dumped = (tmp_path / f'{row}_seed0').glob('2*/vis_data/*.py')
-        config = next(dumped).read_text()
+        dumped = next((tmp_path / f'{row}_seed0').glob('2*/vis_data/*.py'))
+        config = dumped.read_text()
         assert tiny_coco in config and 'data/synthetic_coco' not in config
+        assert tuple(Config.fromfile(dumped).val_dataloader.dataset.pipeline[1].scale) == (96, 96)
     dataset = Config.fromfile(next((tmp_path / 'os2-c3_seed0').glob('2*/vis_data/*.py'))
                               ).train_dataloader.dataset
     assert dataset.repeats == 2 and tuple(dataset.dataset.pipeline[4].copies) == (3, 3)
