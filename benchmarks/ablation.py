@@ -49,16 +49,17 @@ def results_path(args, row, seed):
 
 
 class FirstSeedCheckpoint:
-    """``{checkpoint[ROW]}`` in a row's options: the last checkpoint of ROW's seed-0 run
-    (e.g. the teacher a distilled row learns from)."""
+    """``{checkpoint[ROW]}`` in a row's options: the last checkpoint of ROW's run with
+    the first of ``--seeds`` (e.g. the teacher a distilled row learns from)."""
 
     def __init__(self, args):
         self.args = args
 
     def __getitem__(self, row):
-        pointer = osp.join(run_dir(self.args, row, 0), 'last_checkpoint')
+        seed = self.args.seeds[0]
+        pointer = osp.join(run_dir(self.args, row, seed), 'last_checkpoint')
         if not osp.exists(pointer):
-            raise RuntimeError(f'row {row} (seed 0) has no checkpoint yet; train it first')
+            raise RuntimeError(f'row {row} (seed {seed}) has no checkpoint yet; train it first')
         return open(pointer).read().strip()
 
 

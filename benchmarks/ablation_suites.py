@@ -4,9 +4,10 @@ from typing import NamedTuple, Tuple
 
 
 class Row(NamedTuple):
-    """``options`` may name another row's seed-0 checkpoint as ``{checkpoint[ROW]}``;
-    that row is then listed in ``needs`` and trained first. ``epochs_scale``: the row
-    trains for that many times the suite's N epochs. ``one_seed``: seed 0 only."""
+    """``options`` may name another row's checkpoint (its run with the first seed) as
+    ``{checkpoint[ROW]}``; that row is then listed in ``needs`` and trained first.
+    ``epochs_scale``: the row trains for that many times the suite's N epochs.
+    ``one_seed``: the first seed only."""
     config: str
     description: str
     options: Tuple[str, ...] = ()
