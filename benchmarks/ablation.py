@@ -205,7 +205,7 @@ def main(argv=None):
             args.data_root = synthetic_data_root(args.work_dir, args.image_size)
         needed = {need for row in args.rows for need in args.suite['rows'][row].needs}
         for phase in (sorted(needed), [row for row in args.rows if row not in needed]):
-            todo = [(row, seed) for seed in args.seeds for row in phase  # seed 0 first
+            todo = [(row, seed) for seed in args.seeds for row in phase  # first seed first
                     if seed in row_seeds(args, row)
                     and not osp.exists(results_path(args, row, seed))]
             run_in_parallel([lambda threads, r=r, s=s: benchmark_run(args, r, s, threads)
