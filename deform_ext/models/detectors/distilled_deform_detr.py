@@ -63,7 +63,6 @@ class DistilledDeformDETR(DeformDETR):
         self.teacher_dtype = getattr(torch, teacher_dtype) if teacher_dtype else None
         self.distill_losses = DistillationLosses(
             self.embed_dims, teacher.embed_dims, **distill)
-        self._captured = None
 
     def _apply(self, fn, recurse=True):
         """Device and dtype moves reach the teacher too."""
@@ -86,34 +85,29 @@ class DistilledDeformDETR(DeformDETR):
         return state
 
     @contextmanager
-    def _capturing(self):
-        """Keep the neck features and head inputs that the student's loss computes."""
-        self._captured = {}
+    def _captured_outputs(self):
+        """While the student's loss runs, keep what it computes anyway: the neck's
+        features and the head's per-layer (logits, boxes), by forward hooks."""
+        captured = {}
+
+        def keep(name):
+            return lambda module, inputs, output: captured.__setitem__(name, output)
+        features = self.neck if self.with_neck else self.backbone
+        hooks = [features.register_forward_hook(keep('features')),
+                 self.bbox_head.register_forward_hook(keep('head'))]
         try:
-            yield self._captured
+            yield captured
         finally:
-            self._captured = None
-
-    def extract_feat(self, batch_inputs: Tensor):
-        features = super().extract_feat(batch_inputs)
-        if self._captured is not None:
-            self._captured['features'] = features
-        return features
-
-    def forward_transformer(self, img_feats, batch_data_samples=None) -> dict:
-        head_inputs = super().forward_transformer(img_feats, batch_data_samples)
-        if self._captured is not None:
-            self._captured['head_inputs'] = head_inputs
-        return head_inputs
+            for hook in hooks:
+                hook.remove()
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """The student's losses plus the distillation losses."""
-        with self._capturing() as captured:
+        with self._captured_outputs() as captured:
             losses = super().loss(batch_inputs, batch_data_samples)
         teacher = teacher_outputs(self.teacher, batch_inputs, batch_data_samples,
                                   self._teacher_input, self.teacher_dtype)
-        head_inputs = captured['head_inputs']
-        logits, boxes = self.bbox_head(head_inputs['hidden_states'], head_inputs['references'])
+        logits, boxes = captured['head']
         losses.update(self.distill_losses(logits[-1], boxes[-1], captured['features'], teacher,
                                           batch_data_samples, self.bbox_head))
         return losses

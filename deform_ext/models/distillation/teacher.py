@@ -116,8 +116,7 @@ def teacher_outputs(teacher: nn.Module, images: Tensor, samples: SampleList,
         logits, boxes = teacher.bbox_head(**inputs)
     logits, boxes = logits[-1].float(), boxes[-1].float()
     sigmoid = bool(teacher.bbox_head.loss_cls.use_sigmoid)
-    probs = logits.sigmoid() if sigmoid else logits.softmax(-1)[..., :-1]
-    return TeacherOutputs(probs, logits, boxes, tuple(f.float() for f in features), sigmoid)
+    return TeacherOutputs(class_probabilities(logits, sigmoid, 1.0), logits, boxes, tuple(f.float() for f in features), sigmoid)
 
 
 def class_probabilities(logits: Tensor, sigmoid: bool, temperature: float) -> Tensor:
