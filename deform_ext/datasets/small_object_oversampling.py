@@ -39,6 +39,7 @@ class SmallObjectOversampledDataset:
         self.small_area = small_area
         self.max_refetch = max_refetch
         self._appearances: List[Tuple[int, int]] = []
+        self._small_images: List[int] = []
         self._fully_initialized = False
 
     @property
@@ -59,7 +60,10 @@ class SmallObjectOversampledDataset:
             return
         self.dataset.full_init()
         for index in range(len(self.dataset)):
-            times = self.repeats if self._has_small_object(index) else 1
+            small = self._has_small_object(index)
+            if small:
+                self._small_images.append(index)
+            times = self.repeats if small else 1
             self._appearances.extend((index, repeat) for repeat in range(times))
         self._fully_initialized = True
 
@@ -74,9 +78,9 @@ class SmallObjectOversampledDataset:
 
     @property
     def small_image_count(self) -> int:
-        """Images repeated (those holding a small object)."""
+        """Images holding a small object (those repeated when ``repeats > 1``)."""
         self.full_init()
-        return sum(1 for _, repeat in self._appearances if repeat == 1)
+        return len(self._small_images)
 
     def __len__(self) -> int:
         self.full_init()
