@@ -23,21 +23,19 @@ included), the largest over resumed attempts.
 import argparse
 import glob
 import json
-import os
 import os.path as osp
 import statistics
 import sys
 
 from ablation_suites import SUITES
 from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           synthetic_data_root, train)
+                           synthetic_config, synthetic_data_root, train)
 
 sys.path.insert(0, REPO_ROOT)
 
 METRICS = {'mAP': 'coco/bbox_mAP', 'AP_s': 'coco/bbox_mAP_s', 'AP_m': 'coco/bbox_mAP_m',
            'AP_l': 'coco/bbox_mAP_l'}
 HALF_METRICS = ('mAP', 'AP_s')  # also shown at N/2
-DEFAULT_DATA_ROOT = 'data/synthetic_coco/'  # the rows' configs' (make data)
 
 
 def run_dir(args, row, seed):
@@ -81,36 +79,6 @@ def train_options(args, seed, epochs):
             'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=1']
 
 
-def rerooted_config(config, data_root, image_size, directory):
-    """``config`` itself, or with ``data_root`` or ``image_size`` given, a copy written
-    to ``directory`` whose every path under data/synthetic_coco/ (dataset roots,
-    annotation files, the Copy-Paste bank's root) is under ``data_root`` instead, and
-    whose every ``Resize`` scale and ``Pad`` size of the synthetic configs' 256 x 256 is
-    ``image_size`` square."""
-    if data_root is None and image_size is None:
-        return config
-    from mmengine.config import Config
-    root = (data_root or DEFAULT_DATA_ROOT).rstrip('/') + '/'
-    side = (image_size, image_size) if image_size else None
-
-    def rewrite(value):
-        if isinstance(value, str) and value.startswith(DEFAULT_DATA_ROOT):
-            return root + value[len(DEFAULT_DATA_ROOT):]
-        if isinstance(value, dict):
-            value = type(value)({k: rewrite(v) for k, v in value.items()})
-            for kind, key in (('Resize', 'scale'), ('Pad', 'size')):
-                if side and value.get('type') == kind and tuple(value.get(key) or ()) == (256, 256):
-                    value[key] = side
-            return value
-        if isinstance(value, (list, tuple)):
-            return type(value)(rewrite(v) for v in value)
-        return value
-    os.makedirs(directory, exist_ok=True)
-    path = osp.join(directory, osp.basename(config))
-    Config(rewrite(Config.fromfile(config).to_dict())).dump(path)
-    return path
-
-
 def iteration_times(work_dir):
     """(median step s, median data s) per iteration from the runs' training logs."""
     steps, data = [], []
@@ -129,7 +97,7 @@ def benchmark_run(args, row, seed, threads):
     directory = run_dir(args, row, seed)
     spec = args.suite['rows'][row]
     epochs = row_epochs(args, row)
-    config = rerooted_config(osp.join(REPO_ROOT, spec.config), args.data_root,
+    config = synthetic_config(osp.join(REPO_ROOT, spec.config), args.data_root,
                              args.image_size, directory)
     options = [o.format(checkpoint=FirstSeedCheckpoint(args)) for o in spec.options]
     peak_mib = train(config, directory, [*train_options(args, seed, epochs), *options], threads)

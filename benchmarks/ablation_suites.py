@@ -2,6 +2,8 @@
 root), ``--cfg-options`` on top of it, and what the row is."""
 from typing import NamedTuple, Tuple
 
+DEMO_CONFIG = 'configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py'
+
 
 class Row(NamedTuple):
     """``options`` may name another row's checkpoint (its run with the first seed) as
@@ -39,8 +41,8 @@ def _copy_paste_rows() -> dict:
 
 
 def _distillation_rows() -> dict:
-    folder = 'configs/distillation/deformable-detr-refine-twostage-{}_r18-tiny_1xb4-{}e_synthetic.py'
-    student = 'configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py'
+    folder = ('configs/distillation/'
+              'deformable-detr-refine-twostage-{}_r18-tiny_1xb4-{}e_synthetic.py')
     teacher = ('model.teacher_cfg=' + folder.format('teacher', 48),
                'model.teacher_ckpt={checkpoint[teacher]}')
     losses = dict(match='matched-query class KL + box L1/GIoU',
@@ -49,8 +51,8 @@ def _distillation_rows() -> dict:
     rows = {
         'teacher': Row(folder.format('teacher', 48), 'the student model trained 3N epochs',
                        epochs_scale=3, one_seed=True),
-        'student': Row(student, 'the student alone, N epochs'),
-        'student-2N': Row(student, 'the student alone, 2N epochs', epochs_scale=2),
+        'student': Row(DEMO_CONFIG, 'the student alone, N epochs'),
+        'student-2N': Row(DEMO_CONFIG, 'the student alone, 2N epochs', epochs_scale=2),
     }
     for name, what in losses.items():
         off = tuple(f'model.distill.{other}=None' for other in losses if other != name)
@@ -64,8 +66,7 @@ def _distillation_rows() -> dict:
 def _aux_losses_rows() -> dict:
     folder = 'configs/aux_losses/deformable-detr-refine-twostage-{}_r18-tiny_1xb4-16e_synthetic.py'
     return {
-        'none': Row('configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py',
-                    'the demo model, no auxiliary heads'),
+        'none': Row(DEMO_CONFIG, 'the demo model, no auxiliary heads'),
         'all': Row(folder.format('aux-all'),
                    'ATSS aux heads on strides 4, 8 (backbone + memory) and 16, 32, 64 (memory)'),
         'shallow': Row(folder.format('aux-shallow'),
@@ -78,7 +79,8 @@ def _aux_losses_rows() -> dict:
 
 
 SUITES = {
-    'copy_paste': dict(rows=_copy_paste_rows(), default_rows=('baseline', 'boxes', 'masks', 'mmdet'),
+    'copy_paste': dict(rows=_copy_paste_rows(),
+                       default_rows=('baseline', 'boxes', 'masks', 'mmdet'),
                        epochs=6, lr_steps=(0.75, 0.9)),
     'distillation': dict(rows=_distillation_rows(),
                          default_rows=('teacher', 'student', 'student-2N', 'distill-match',

@@ -26,7 +26,7 @@ import os.path as osp
 import sys
 
 from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           run_tool, synthetic_data_root, synthetic_options, train)
+                           run_tool, synthetic_config, synthetic_data_root, train)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -65,7 +65,6 @@ def train_options(args, seed):
         f'train_cfg.val_interval={epochs}', f'param_scheduler.1.end={epochs}',
         f'param_scheduler.1.milestones=[{round(0.75 * epochs)},{round(0.9 * epochs)}]',
         'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=1',
-        *synthetic_options(args.data_root, args.image_size),
     ]
 
 
@@ -101,7 +100,9 @@ def benchmark_run(args, row, seed, threads):
     directory = run_dir(args.work_dir, row, seed)
     checkpoint = osp.join(directory, f'epoch_{args.epochs}.pth')
     if not osp.exists(checkpoint):
-        train(osp.join(CONFIGS, ROWS[row][0]), directory, train_options(args, seed), threads)
+        config = synthetic_config(osp.join(CONFIGS, ROWS[row][0]), args.data_root,
+                                  args.image_size, directory)
+        train(config, directory, train_options(args, seed), threads)
     run_tool(['test.py', proposal_config(directory, row), checkpoint,
               '--work-dir', osp.join(directory, 'first_stage')],
              directory + '.log', threads)

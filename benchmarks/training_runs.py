@@ -1,4 +1,4 @@
-"""Training runs for the accuracy benchmarks (proposals.py; later the ablations): each
+"""Training runs for the accuracy benchmarks (proposals.py, ablation.py): each
 run is ``tools/train.py CONFIG`` on the synthetic set, one per (row, seed), several at
 a time with one thread each, resumable (a run that stopped resumes from its last
 checkpoint; a finished one is not repeated)."""
@@ -10,9 +10,12 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
+
+from mmengine.config import Config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEFAULT_DATA_ROOT = 'data/synthetic_coco/'  # the synthetic configs' (make data)
 
 
 def synthetic_data_root(work_dir: str, image_size: int) -> str:
@@ -28,19 +31,34 @@ def synthetic_data_root(work_dir: str, image_size: int) -> str:
     return root
 
 
-def synthetic_options(data_root: str, image_size: int) -> List[str]:
-    """``--cfg-options`` that point a synthetic config (configs/_base_/datasets/
-    synthetic_coco.py's pipelines) at ``data_root`` and resize to ``image_size``."""
-    root = data_root.rstrip('/') + '/'
-    return [
-        f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-        f'test_dataloader.dataset.data_root={root}',
-        f'val_evaluator.ann_file={root}annotations/instances_val.json',
-        f'test_evaluator.ann_file={root}annotations/instances_val.json',
-        f'train_dataloader.dataset.pipeline.2.scale=({image_size},{image_size})',
-        f'val_dataloader.dataset.pipeline.1.scale=({image_size},{image_size})',
-        f'test_dataloader.dataset.pipeline.1.scale=({image_size},{image_size})',
-    ]
+def synthetic_config(config: str, data_root: Optional[str], image_size: Optional[int],
+                     directory: str) -> str:
+    """``config`` itself, or with ``data_root`` or ``image_size`` given, a copy written
+    to ``directory`` whose every path under data/synthetic_coco/ (dataset roots,
+    annotation files, the Copy-Paste bank's root) is under ``data_root`` instead, and
+    whose every ``Resize`` scale and ``Pad`` size of the synthetic configs' 256 x 256 is
+    ``image_size`` square."""
+    if data_root is None and image_size is None:
+        return config
+    root = (data_root or DEFAULT_DATA_ROOT).rstrip('/') + '/'
+    side = (image_size, image_size) if image_size else None
+
+    def rewrite(value):
+        if isinstance(value, str) and value.startswith(DEFAULT_DATA_ROOT):
+            return root + value[len(DEFAULT_DATA_ROOT):]
+        if isinstance(value, dict):
+            value = type(value)({k: rewrite(v) for k, v in value.items()})
+            for kind, key in (('Resize', 'scale'), ('Pad', 'size')):
+                if side and value.get('type') == kind and tuple(value.get(key) or ()) == (256, 256):
+                    value[key] = side
+            return value
+        if isinstance(value, (list, tuple)):
+            return type(value)(rewrite(v) for v in value)
+        return value
+    os.makedirs(directory, exist_ok=True)
+    path = osp.join(directory, osp.basename(config))
+    Config(rewrite(Config.fromfile(config).to_dict())).dump(path)
+    return path
 
 
 def run_tool(arguments: Sequence[str], log_path: str, threads: int) -> float:
