@@ -7,25 +7,24 @@ The detector's config gets one key::
                  ...,                 # the detector's own keys, unchanged
                  aux_head=dict(type='EncoderAuxHeads', levels=(8, 16, 32, 64)))
 
-In ``loss`` the encoder's output ``memory`` (bs, sum(H_l * W_l), C) and
-``spatial_shapes`` are kept from ``forward_encoder`` (the hook of mmdet's
-``pre_transformer → forward_encoder → pre_decoder → forward_decoder``), the detector's
-own losses are computed as before (DINO's denoising included), and
-:class:`~deform_ext.models.dense_heads.EncoderAuxHeads` adds ``loss_aux_*``. The
-outputs of the backbone stages named by the extra levels are kept by forward hooks,
-during ``loss`` only. ``predict`` and ``_forward`` never run the heads: inference costs
+In ``loss`` the detector's own losses are computed as before (DINO's denoising
+included) while forward hooks keep the encoder's output ``memory`` (bs,
+sum(H_l * W_l), C) with its ``spatial_shapes`` and the outputs of the backbone stages
+named by the extra levels (:func:`.captured_outputs.captured_outputs`, hooks that
+exist during ``loss`` only); then
+:class:`~deform_ext.models.dense_heads.EncoderAuxHeads` adds ``loss_aux_*``. ``predict`` and ``_forward`` never run the heads: inference costs
 what the detector without ``aux_head`` costs. The heads' weights sit under
 ``aux_head.``; ``tools/model_converters/strip_aux_heads.py`` removes them from a
 checkpoint for the config without the key.
 """
-from functools import partial
 from typing import Optional
 
 from mmdet.models.detectors import DINO, DeformableDETR
 from mmdet.structures import SampleList
-from torch import Tensor, nn
+from torch import Tensor
 
 from deform_ext.registry import MODELS, build_in_scope
+from .captured_outputs import captured_outputs
 
 AUX_PREFIX = 'aux_head.'  # the state-dict keys of the auxiliary heads
 
@@ -36,47 +35,37 @@ class EncoderAuxMixin:
 
     def __init__(self, *args, aux_head: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._aux_inputs = None  # a dict while loss() runs
         if aux_head is None:
             self.aux_head = None
             return
         self.aux_head = build_in_scope(MODELS, aux_head, default_args=dict(
             embed_dims=self.embed_dims, num_classes=self.bbox_head.num_classes))
+        self._source_modules()  # a missing module is an error at build time
+
+    def _source_modules(self) -> dict:
+        """{stride: the backbone stage of that extra level}."""
+        modules = {}
         for stride, source in self.aux_head.sources.items():
             try:
-                module = self.get_submodule(source)
+                modules[stride] = self.get_submodule(source)
             except AttributeError as error:
                 raise ValueError(f'aux_head extra level of stride {stride}: the detector '
                                  f'has no module {source!r} ({error})') from None
-            module.register_forward_hook(partial(self._keep_source, stride))
-
-    def _keep_source(self, stride: int, module: nn.Module, args, output: Tensor) -> None:
-        """Forward hook of an extra level's backbone stage: keep its output
-        (bs, C_s, H_s, W_s) while ``loss`` runs."""
-        if self._aux_inputs is not None:
-            self._aux_inputs.setdefault('sources', {})[stride] = output
-
-    def forward_encoder(self, **kwargs) -> dict:
-        """mmdet's, keeping ``memory`` (bs, sum(H_l * W_l), C) and ``spatial_shapes``
-        (num_levels, 2) while ``loss`` runs."""
-        outputs = super().forward_encoder(**kwargs)
-        if self._aux_inputs is not None:
-            self._aux_inputs.update(memory=outputs['memory'],
-                                    spatial_shapes=kwargs['spatial_shapes'])
-        return outputs
+        return modules
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """The detector's losses plus the auxiliary heads' ``loss_aux_*``."""
         if self.aux_head is None:
             return super().loss(batch_inputs, batch_data_samples)
-        self._aux_inputs = {}
-        try:
+        # the encoder's memory (bs, sum(H_l * W_l), C) and spatial_shapes (num_levels, 2),
+        # and each extra level's stage output (bs, C_s, H_s, W_s), as the loss computes them
+        sources = self._source_modules()
+        with captured_outputs({'encoder': self.encoder, **sources}) as calls:
             losses = super().loss(batch_inputs, batch_data_samples)
-            kept = self._aux_inputs
-        finally:
-            self._aux_inputs = None
-        aux_losses = self.aux_head.loss(kept['memory'], kept['spatial_shapes'],
-                                        kept.get('sources', {}), batch_data_samples)
+        encoder = calls['encoder']
+        aux_losses = self.aux_head.loss(encoder.output, encoder.kwargs['spatial_shapes'],
+                                        {stride: calls[stride].output for stride in sources},
+                                        batch_data_samples)
         clash = sorted(set(aux_losses) & set(losses))
         if clash:
             raise KeyError(f'the detector already has losses {clash}')

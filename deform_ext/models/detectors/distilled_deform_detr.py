@@ -26,7 +26,6 @@ convolution used only by the feature loss) restarts from its initialisation.
 The losses (:mod:`deform_ext.models.distillation.losses`) are added to the
 student's own, under ``loss_distill_*`` and ``loss_teacher_*``.
 """
-from contextlib import contextmanager
 from typing import Optional, Union
 
 import torch
@@ -36,6 +35,7 @@ from torch import Tensor
 from deform_ext.registry import MODELS
 from ..distillation import DistillationLosses, build_teacher, teacher_outputs
 from ..distillation.teacher import preprocessor_conversion
+from .captured_outputs import captured_outputs
 from .deform_detr import DeformDETR
 
 ADAPTER_PREFIX = 'distill_losses.'
@@ -84,30 +84,15 @@ class DistilledDeformDETR(DeformDETR):
             del state[key]
         return state
 
-    @contextmanager
-    def _captured_outputs(self):
-        """While the student's loss runs, keep what it computes anyway: the neck's
-        features and the head's per-layer (logits, boxes), by forward hooks."""
-        captured = {}
-
-        def keep(name):
-            return lambda module, inputs, output: captured.__setitem__(name, output)
-        features = self.neck if self.with_neck else self.backbone
-        hooks = [features.register_forward_hook(keep('features')),
-                 self.bbox_head.register_forward_hook(keep('head'))]
-        try:
-            yield captured
-        finally:
-            for hook in hooks:
-                hook.remove()
-
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """The student's losses plus the distillation losses."""
-        with self._captured_outputs() as captured:
+        # the neck's features and the head's per-layer (logits, boxes), as computed
+        features = self.neck if self.with_neck else self.backbone
+        with captured_outputs(dict(features=features, head=self.bbox_head)) as captured:
             losses = super().loss(batch_inputs, batch_data_samples)
         teacher = teacher_outputs(self.teacher, batch_inputs, batch_data_samples,
                                   self._teacher_input, self.teacher_dtype)
-        logits, boxes = captured['head']
-        losses.update(self.distill_losses(logits[-1], boxes[-1], captured['features'], teacher,
-                                          batch_data_samples, self.bbox_head))
+        logits, boxes = captured['head'].output
+        losses.update(self.distill_losses(logits[-1], boxes[-1], captured['features'].output,
+                                          teacher, batch_data_samples, self.bbox_head))
         return losses
