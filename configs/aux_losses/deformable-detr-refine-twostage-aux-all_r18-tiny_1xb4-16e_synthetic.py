@@ -8,28 +8,14 @@
 # which get no direct signal otherwise, and the encoder memory. Upsampling the stride-16
 # memory alone would add anchors but no detail. Inference is the demo's: predict never
 # runs the heads, and tools/model_converters/strip_aux_heads.py makes a checkpoint of
-# exactly the demo config's keys. All levels weigh 1 (level_weights=None).
+# exactly the demo config's keys. All levels weigh 1 (the default level_weights).
 _base_ = ['../demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py']
 
 model = dict(
     aux_head=dict(
         type='EncoderAuxHeads',
         levels=(4, 8, 16, 32, 64),
-        level_weights=None,
         extra_levels=[
             dict(stride=4, source='backbone.layer1', in_channels=32),
             dict(stride=8, source='backbone.layer2', in_channels=64),
-        ],
-        head=dict(
-            type='ATSSHead',
-            stacked_convs=1,
-            anchor_generator=dict(type='AnchorGenerator', ratios=[1.0],
-                                  octave_base_scale=8, scales_per_octave=1),
-            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0],
-                            target_stds=[0.1, 0.1, 0.2, 0.2]),
-            loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                          loss_weight=1.0),
-            loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
-            loss_centerness=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-            train_cfg=dict(assigner=dict(type='ATSSAssigner', topk=9), allowed_border=-1,
-                           pos_weight=-1, debug=False))))
+        ]))  # head: EncoderAuxHeads' default, Co-DETR's ATSS head

@@ -20,6 +20,7 @@ runs from easy to hard.
 from typing import Optional, Sized
 
 import numpy as np
+from scipy.stats import rankdata
 import torch
 from mmengine.dataset import DefaultSampler
 
@@ -28,20 +29,13 @@ from deform_ext.registry import DATA_SAMPLERS
 
 def _midranks(values: np.ndarray) -> np.ndarray:
     """Percentile ranks in [0, 1] of ``values`` (n,), ties sharing their mean rank."""
-    if len(values) < 2:
-        return np.zeros(len(values))
-    ordered = np.sort(values)
-    low = np.searchsorted(ordered, values, side='left')
-    high = np.searchsorted(ordered, values, side='right') - 1
-    return (low + high) / 2 / (len(values) - 1)
+    return (rankdata(values) - 1) / max(len(values) - 1, 1)
 
 
 def difficulty_scores(dataset) -> np.ndarray:
     """The difficulty (n,) in [0, 1] of each image of an mmdet dataset (its
     ``get_data_info(i)``: ``instances`` with ``bbox`` (x1, y1, x2, y2) and
     ``ignore_flag``, and the image's ``width`` and ``height``); see the module docstring."""
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()
     counts, sides = np.zeros(len(dataset)), np.ones(len(dataset))
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
