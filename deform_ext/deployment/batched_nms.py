@@ -42,9 +42,10 @@ class _NonMaxSuppression(torch.autograd.Function):
 
 
 def plain_nms(cfg) -> bool:
-    """Whether a test_cfg's NMS is mmcv's ``nms`` per class, as exported."""
+    """Whether a test_cfg's NMS is mmcv's ``nms`` per class, as exported (mmcv's
+    ``batched_nms`` reads a missing ``type`` as ``'nms'``)."""
     nms = (cfg or {}).get('nms') or {}
-    return nms.get('type') == 'nms' and not nms.get('class_agnostic', False)
+    return bool(nms) and nms.get('type', 'nms') == 'nms' and not nms.get('class_agnostic', False)
 
 
 def batched_nms_top(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor,

@@ -39,10 +39,9 @@ from .encoder_rpn_proposals import encoder_rpn_proposals
 def _exported_rpn(rpn: nn.Module) -> bool:
     """An ``RPNHead`` or ``EncoderRPNHead`` whose ``predict`` is exported."""
     if isinstance(rpn, EncoderRPNHead):
-        nms = rpn.test_cfg.get('nms')
         return (all(getattr(type(rpn), name) is getattr(EncoderRPNHead, name)
                     for name in ('forward', 'predict', 'predict_by_tokens'))
-                and (not nms or nms.get('type', 'nms') == 'nms'))
+                and (not rpn.test_cfg.get('nms') or plain_nms(rpn.test_cfg)))
     return (isinstance(rpn, RPNHead)
             and type(rpn)._predict_by_feat_single is RPNHead._predict_by_feat_single
             and type(rpn)._bbox_post_process is RPNHead._bbox_post_process

@@ -52,12 +52,9 @@ def yolox(config):
 
 
 def preprocess(model, images):
-    """The model's inputs for images (bs, 3, H, W) BGR 0-255 (no padding needed)."""
-    preprocessor = model.data_preprocessor
-    inputs = images.flip(1) if preprocessor._channel_conversion else images
-    if preprocessor._enable_normalize:
-        inputs = (inputs - preprocessor.mean) / preprocessor.std
-    return inputs
+    """The model's inputs for images (bs, 3, H, W) BGR 0-255 (no padding needed), by
+    mmdet's own data preprocessor (not the exporter's copy of its steps)."""
+    return model.data_preprocessor(dict(inputs=list(images)), False)['inputs']
 
 
 def mmdet_predictions(model, images):
