@@ -30,35 +30,57 @@ def best_per_level(scores: Tensor, deltas: Tensor, priors: Tensor, nms_pre: int
             priors[None].expand(scores.shape[0], -1, -1).gather(1, anchors))
 
 
+def flatten_levels(maps: Sequence[Tensor], channels: int) -> Tensor:
+    """Per-level maps (bs, channels, h, w) -> (bs, sum of h * w, channels)."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps],
+                     1)
+
+
+def dense_candidates(head: nn.Module, cls_scores: Sequence[Tensor],
+                     bbox_preds: Sequence[Tensor], image_shape: Tuple[int, int]
+                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The candidates of a dense head with a ``DeltaXYWHBBoxCoder`` (RetinaNet's, an
+    RPN's) from its per-level outputs, cls_scores (bs, num_anchors * num_classes, h, w)
+    and bbox_preds (bs, num_anchors * 4, h, w): per image and level the ``nms_pre`` best
+    (anchor, class) pairs of its ``test_cfg``, decoded for images of ``image_shape``.
+
+    Returns scores (bs, n) sigmoid, labels (bs, n), level ids (bs, n), boxes (bs, n, 4)
+    xyxy in pixels, and (bs, n) bool: larger than ``test_cfg.min_bbox_size`` (all True
+    without one).
+    """
+    cfg = head.test_cfg
+    priors = head.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
+                                              dtype=cls_scores[0].dtype,
+                                              device=cls_scores[0].device)
+    levels = []
+    for level, (cls, box, level_priors) in enumerate(zip(cls_scores, bbox_preds, priors)):
+        scores, labels, deltas, anchors = best_per_level(
+            flatten_levels([cls], head.cls_out_channels).sigmoid(), flatten_levels([box], 4),
+            level_priors, cfg.get('nms_pre', -1))
+        levels.append((scores, labels, torch.full_like(labels, level), deltas, anchors))
+    scores, labels, level_ids, deltas, anchors = (torch.cat(parts, 1) for parts in zip(*levels))
+    boxes = decode_deltas(head.bbox_coder, anchors, deltas, image_shape)
+    min_size = cfg.get('min_bbox_size', -1)
+    large = ((boxes[..., 2:] - boxes[..., :2]) > min_size).all(-1) if min_size >= 0 \
+        else torch.ones_like(scores, dtype=torch.bool)
+    return scores, labels, level_ids, boxes, large
+
+
 def dense_detections(head: nn.Module, cls_scores: Sequence[Tensor],
                      bbox_preds: Sequence[Tensor], image_shape: Tuple[int, int]
                      ) -> Tuple[Tensor, Tensor, Tensor]:
     """Detections of a dense head with a ``DeltaXYWHBBoxCoder`` from its per-level
-    outputs, cls_scores (bs, num_anchors * num_classes, h, w) and bbox_preds
-    (bs, num_anchors * 4, h, w), for images of ``image_shape`` (H, W), with the
-    head's ``test_cfg``.
+    outputs (see :func:`dense_candidates`), for images of ``image_shape`` (H, W), with
+    the head's ``test_cfg``.
 
     Returns boxes (bs, k, 4) xyxy in pixels, scores (bs, k), labels (bs, k) int64,
     best first, ``k = max_per_img``; rows past the survivors have score 0, label -1
     and a zero box.
     """
     cfg = head.test_cfg
-    num_classes = head.cls_out_channels
-    priors = head.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
-                                              dtype=cls_scores[0].dtype,
-                                              device=cls_scores[0].device)
-    levels = [best_per_level(
-        cls.permute(0, 2, 3, 1).reshape(cls.shape[0], -1, num_classes).sigmoid(),
-        box.permute(0, 2, 3, 1).reshape(box.shape[0], -1, 4), level_priors,
-        cfg.get('nms_pre', -1))
-        for cls, box, level_priors in zip(cls_scores, bbox_preds, priors)]
-    scores, labels, deltas, anchors = (torch.cat(parts, 1) for parts in zip(*levels))
-    boxes = decode_deltas(head.bbox_coder, anchors, deltas, image_shape)
-    valid = scores > cfg.get('score_thr', 0)
-    min_size = cfg.get('min_bbox_size', -1)
-    if min_size >= 0:
-        sizes = boxes[..., 2:] - boxes[..., :2]
-        valid = valid & (sizes > min_size).all(-1)
+    scores, labels, _, boxes, large = dense_candidates(head, cls_scores, bbox_preds,
+                                                       image_shape)
+    valid = large & (scores > cfg.get('score_thr', 0))
     index, top_scores, found = batched_nms_top(boxes, scores, labels, valid,
                                                cfg.nms.iou_threshold, cfg.max_per_img)
     return padded_detections(boxes, labels, index, top_scores, found)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from deform_ext.models.dense_heads import EncoderRPNHead
 from .batched_nms import batched_nms_top, padded_detections, plain_nms
-from .dense_detections import best_per_level, decode_deltas
+from .dense_detections import decode_deltas, dense_candidates
 from .encoder_rpn_proposals import encoder_rpn_proposals
 
 
@@ -122,25 +122,8 @@ def rpn_proposals(head: nn.Module, features: Sequence[Tensor], image_shape: Tupl
     ``p = max_per_img``; boxes where found is False are padding.
     """
     cfg = head.test_cfg
-    cls_scores, bbox_preds = head(features)
-    priors = head.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
-                                              dtype=cls_scores[0].dtype,
-                                              device=cls_scores[0].device)
-    levels = []
-    for level, (cls, box, level_priors) in enumerate(zip(cls_scores, bbox_preds, priors)):
-        scores, _, deltas, anchors = best_per_level(
-            cls.permute(0, 2, 3, 1).reshape(cls.shape[0], -1, 1).sigmoid(),
-            box.permute(0, 2, 3, 1).reshape(box.shape[0], -1, 4), level_priors,
-            cfg.get('nms_pre', -1))
-        levels.append((scores, torch.full_like(scores, level, dtype=torch.long), deltas,
-                       anchors))
-    scores, level_ids, deltas, anchors = (torch.cat(parts, 1) for parts in zip(*levels))
-    boxes = decode_deltas(head.bbox_coder, anchors, deltas, image_shape)
-    valid = torch.ones_like(scores, dtype=torch.bool)
-    min_size = cfg.get('min_bbox_size', -1)
-    if min_size >= 0:
-        valid = ((boxes[..., 2:] - boxes[..., :2]) > min_size).all(-1)
-    index, _, found = batched_nms_top(boxes, scores, level_ids, valid,
+    scores, _, level_ids, boxes, large = dense_candidates(head, *head(features), image_shape)
+    index, _, found = batched_nms_top(boxes, scores, level_ids, large,
                                       cfg.nms.iou_threshold, cfg.max_per_img)
     return boxes.gather(1, index[..., None].expand(-1, -1, 4)), found
 

@@ -14,14 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from .batched_nms import batched_nms_top, padded_detections
+from .dense_detections import flatten_levels
 
 DEFAULT_MAX_PER_IMG = 100
-
-
-def _flatten(maps: Sequence[Tensor], channels: int) -> Tensor:
-    """Per-level maps (bs, channels, h, w) -> (bs, sum of h * w, channels)."""
-    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps],
-                     1)
 
 
 def yolox_detections(head: nn.Module, cls_scores: Sequence[Tensor],
@@ -38,9 +33,9 @@ def yolox_detections(head: nn.Module, cls_scores: Sequence[Tensor],
     priors = torch.cat(head.prior_generator.grid_priors(
         [c.shape[-2:] for c in cls_scores], dtype=cls_scores[0].dtype,
         device=cls_scores[0].device, with_stride=True))
-    class_scores, labels = _flatten(cls_scores, head.cls_out_channels).sigmoid().max(-1)
-    objectness = _flatten(objectnesses, 1)[..., 0].sigmoid()
-    boxes = head._bbox_decode(priors, _flatten(bbox_preds, 4))
+    class_scores, labels = flatten_levels(cls_scores, head.cls_out_channels).sigmoid().max(-1)
+    objectness = flatten_levels(objectnesses, 1)[..., 0].sigmoid()
+    boxes = head._bbox_decode(priors, flatten_levels(bbox_preds, 4))
     scores = class_scores * objectness
     valid = scores >= cfg.score_thr
     index, top_scores, found = batched_nms_top(
