@@ -27,7 +27,10 @@ the same weights it computes the same numbers. Differences:
   (oneDNN's fast convolution layout on CPUs; unmeasured on GPUs). Same
   parameters and numbers up to rounding; off by default;
 - ``aux_head`` (e.g. ``dict(type='EncoderAuxHeads', levels=(4, 8), ...)``) adds
-  training-only dense heads on the encoder memory (:mod:`.aux_detr`); off by default.
+  training-only dense heads on the encoder memory (:mod:`.aux_detr`); off by default;
+- ``hybrid_matching`` (two-stage, e.g. ``dict(num_queries=150, gt_repeats=5)``) adds
+  a training-only one-to-many query group (H-DETR,
+  :mod:`~deform_ext.models.layers.hybrid_matching`); off by default.
 """
 import math
 from typing import Dict, List, Optional, Tuple, Union
@@ -41,6 +44,7 @@ from torch import Tensor, nn
 from deform_ext.registry import MODELS, build_in_scope
 from ..layers.deformable_detr_layers import DeformableDecoder, DeformableEncoder
 from ..layers.encoder_proposals import encoder_tokens, top_k_tokens
+from ..layers.hybrid_matching import HybridMatching, group_self_attn_mask
 from ..layers.ms_deform_attn import MSDeformAttn
 from .aux_detr import EncoderAuxMixin
 
@@ -60,14 +64,24 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
             module, added to the losses as ``loss_offset``. None: no such loss.
         channels_last (bool): images (bs, 3, H, W) and the 4-d weights of
             backbone and neck in ``torch.channels_last`` memory format. Default False.
+        hybrid_matching (dict, optional): two-stage only; the training-only
+            one-to-many query group, ``dict(num_queries, gt_repeats, loss_weight)``
+            (:class:`~deform_ext.models.layers.hybrid_matching.HybridMatching`).
+            None: off.
 
     Shapes: images (bs, 3, H, W) in; per image up to ``test_cfg.max_per_img``
     boxes out; internally queries are (bs, num_queries, embed_dims).
     """
 
     def __init__(self, *args, offset_loss: Optional[dict] = None,
-                 channels_last: bool = False, **kwargs) -> None:
+                 channels_last: bool = False, hybrid_matching: Optional[dict] = None,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.hybrid_matching = (HybridMatching.from_config(hybrid_matching)
+                                if hybrid_matching is not None else None)
+        if self.hybrid_matching is not None and not self.as_two_stage:
+            raise ValueError('hybrid_matching needs as_two_stage=True (its queries are '
+                             'encoder proposals)')
         self.offset_loss = (build_in_scope(MODELS, offset_loss)
                             if offset_loss is not None else None)
         self.channels_last = channels_last
@@ -111,14 +125,26 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
                     spatial_shapes: Tensor) -> Tuple[Dict, Dict]:
         """Decoder queries from the encoder memory (bs, n, dim), as mmdet's; two-stage
         takes the top ``min(num_queries, n)`` encoder proposals (see
-        :mod:`~deform_ext.models.layers.encoder_proposals`)."""
+        :mod:`~deform_ext.models.layers.encoder_proposals`). With ``hybrid_matching``
+        while training, the one-to-many group's proposals follow (the queries are
+        (bs, num_queries + hybrid num_queries, dim) at most), with the decoder's
+        ``self_attn_mask`` between the groups and the head's ``hybrid`` settings."""
         if not self.as_two_stage:
             return super().pre_decoder(memory, memory_mask, spatial_shapes)
         layer = self.decoder.num_layers  # the head's extra branch pair scores proposals
         tokens = encoder_tokens(memory, memory_mask, spatial_shapes, self.memory_trans_fc,
                                 self.memory_trans_norm, self.bbox_head.cls_branches[layer],
                                 self.bbox_head.reg_branches[layer])
-        top = top_k_tokens(tokens.class_logits[..., 0], self.num_queries)
+        scores = tokens.class_logits[..., 0]
+        top = top_k_tokens(scores, self.num_queries)
+        hybrid = self.hybrid_matching if self.training else None
+        if hybrid is not None:
+            one_to_many = top_k_tokens(scores, hybrid.num_queries)
+            self_attn_mask = group_self_attn_mask(top.shape[1], one_to_many.shape[1],
+                                                  memory.device)
+            hybrid_inputs = dict(num_one_to_one=top.shape[1], gt_repeats=hybrid.gt_repeats,
+                                 loss_weight=hybrid.loss_weight)
+            top = torch.cat([top, one_to_many], 1)
         coords_unact = torch.gather(tokens.coords_unact, 1,
                                     top.unsqueeze(-1).expand(-1, -1, 4)).detach()
         pos_trans_out = self.pos_trans_norm(
@@ -129,7 +155,27 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
         head_inputs_dict = dict(enc_outputs_class=tokens.class_logits,
                                 enc_outputs_coord=tokens.coords_unact.sigmoid()
                                 ) if self.training else dict()
+        if hybrid is not None:
+            decoder_inputs_dict['self_attn_mask'] = self_attn_mask
+            head_inputs_dict['hybrid'] = hybrid_inputs
         return decoder_inputs_dict, head_inputs_dict
+
+    def forward_decoder(self, query: Tensor, query_pos: Tensor, memory: Tensor,
+                        memory_mask: Optional[Tensor], reference_points: Tensor,
+                        spatial_shapes: Tensor, level_start_index: Tensor,
+                        valid_ratios: Tensor, self_attn_mask: Optional[Tensor] = None) -> Dict:
+        """mmdet's decoder pass, queries (bs, num_queries, dim) →  hidden states
+        (num_layers, bs, num_queries, dim) and references, with an optional boolean
+        ``self_attn_mask`` (num_queries, num_queries), True where a query may not
+        attend (hybrid matching's groups)."""
+        inter_states, inter_references = self.decoder(
+            query=query, value=memory, query_pos=query_pos,
+            key_padding_mask=memory_mask, self_attn_mask=self_attn_mask,
+            reference_points=reference_points, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, valid_ratios=valid_ratios,
+            reg_branches=self.bbox_head.reg_branches if self.with_box_refine else None)
+        return dict(hidden_states=inter_states,
+                    references=[reference_points, *inter_references])
 
     def deform_attn_modules(self) -> List[MSDeformAttn]:
         """The deformable attention modules of encoder and decoder."""
