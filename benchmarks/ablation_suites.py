@@ -75,6 +75,8 @@ def _aux_losses_rows() -> dict:
                     "ATSS aux heads on the memory's strides 16, 32, 64 only (Co-DETR's)"),
         'curriculum': Row(folder.format('curriculum'),
                           'no aux heads; CurriculumSampler easy to hard, uniform from epoch 8'),
+        'hybrid': Row(folder.format('hybrid'),
+                      'no aux heads; hybrid matching: 150 one-to-many queries, targets x5'),
     }
 
 
@@ -88,6 +90,7 @@ SUITES = {
                                        'distill-all'),
                          epochs=16, lr_steps=(0.8,)),
     'aux_losses': dict(rows=_aux_losses_rows(),
-                       default_rows=('none', 'all', 'shallow', 'deep', 'curriculum'),
+                       default_rows=('none', 'all', 'shallow', 'deep', 'curriculum',
+                                     'hybrid'),
                        epochs=16, lr_steps=(0.8,)),
 }
