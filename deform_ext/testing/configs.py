@@ -11,7 +11,7 @@ CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
 
 def config_path(relative: str) -> str:
     """The absolute path of ``configs/<relative>``; ``relative`` may be a glob pattern
-    that matches exactly one file (e.g. ``'demo/*.py'``)."""
+    that matches exactly one file (e.g. ``'demo/*16e*.py'``)."""
     matches = glob.glob(osp.join(CONFIG_ROOT, relative))
     if len(matches) != 1:
         raise FileNotFoundError(

@@ -28,7 +28,7 @@ def save_checkpoint(config, path):
 
 
 def test_demo_config_exports_in_both_forms(tmp_path):
-    checkpoint = save_checkpoint('demo/*.py', tmp_path / 'demo.pth')
+    checkpoint = save_checkpoint('demo/deformable-detr-refine-twostage_r18-*.py', tmp_path / 'demo.pth')
     fallback = str(tmp_path / 'fallback.onnx')
     result = run_tool(['python', TOOL, DEMO_CONFIG, checkpoint, '--out', fallback,
                        '--shape', '128', '128', '--fallback'])
