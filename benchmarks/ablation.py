@@ -26,6 +26,7 @@ import json
 import os.path as osp
 import statistics
 import sys
+import threading
 
 from ablation_suites import SUITES
 from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
@@ -115,6 +116,36 @@ def benchmark_run(args, row, seed, threads):
         json.dump(results, f)
 
 
+def scheduled_runs(args):
+    """The unfinished (row, seed) runs as tasks for ``run_in_parallel``: the rows that
+    others need (``Row.needs``, trained even if not asked for) first, then the rows that
+    need nothing, then those that do, first seed first within each. A run that needs a
+    row waits in its slot for that row's first-seed run, so the other slot meanwhile
+    trains the rows that need nothing."""
+    rows = args.suite['rows']
+    needed = {need for row in args.rows for need in rows[row].needs}
+    done = {row: threading.Event() for row in needed}
+    runs = sorted(((row, seed) for row in sorted(needed) + [r for r in args.rows if r not in needed]
+                   for seed in row_seeds(args, row)),
+                  key=lambda run: (run[0] not in needed, bool(rows[run[0]].needs),
+                                   args.seeds.index(run[1])))
+    for row in needed:
+        if osp.exists(results_path(args, row, args.seeds[0])):
+            done[row].set()
+
+    def task(threads, row, seed):
+        for need in rows[row].needs:
+            done[need].wait()
+        try:
+            benchmark_run(args, row, seed, threads)
+        finally:
+            if row in done and seed == args.seeds[0]:
+                done[row].set()  # on failure too: the dependents then say why
+
+    return [lambda threads, r=row, s=seed: task(threads, r, s) for row, seed in runs
+            if not osp.exists(results_path(args, row, seed))]
+
+
 def table(args):
     header = ['row', 'epochs', 'seeds', *METRICS, *[f'{m} @half' for m in HALF_METRICS],
               'step s', 'data s', 'peak MiB']
@@ -171,13 +202,7 @@ def main(argv=None):
     if not args.table_only:
         if args.image_size and not args.data_root:
             args.data_root = synthetic_data_root(args.work_dir, args.image_size)
-        needed = {need for row in args.rows for need in args.suite['rows'][row].needs}
-        for phase in (sorted(needed), [row for row in args.rows if row not in needed]):
-            todo = [(row, seed) for seed in args.seeds for row in phase  # first seed first
-                    if seed in row_seeds(args, row)
-                    and not osp.exists(results_path(args, row, seed))]
-            run_in_parallel([lambda threads, r=r, s=s: benchmark_run(args, r, s, threads)
-                             for r, s in todo], args.jobs)
+        run_in_parallel(scheduled_runs(args), args.jobs)
     table(args)
 
 

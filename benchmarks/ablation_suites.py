@@ -43,22 +43,23 @@ def _copy_paste_rows() -> dict:
 def _distillation_rows() -> dict:
     folder = ('configs/distillation/'
               'deformable-detr-refine-twostage-{}_r18-tiny_1xb4-{}e_synthetic.py')
-    teacher = ('model.teacher_cfg=' + folder.format('teacher', 48),
+    teacher_config = folder.format('aux-copypaste-teacher', 24)
+    teacher = ('model.teacher_cfg=' + teacher_config,
                'model.teacher_ckpt={checkpoint[teacher]}')
     losses = dict(match='matched-query class KL + box L1/GIoU',
                   extra_targets='teacher boxes above 0.5 as extra targets',
                   feature='stride-32 feature imitation (1x1 adapter)')
     rows = {
-        'teacher': Row(folder.format('teacher', 48), 'the student model trained 3N epochs',
-                       epochs_scale=3, one_seed=True),
+        'teacher': Row(teacher_config, 'the student model trained 2N epochs with the demo '
+                       "recipe's aux heads and Copy-Paste", epochs_scale=2, one_seed=True),
         'student': Row(DEMO_CONFIG, 'the student alone, N epochs'),
         'student-2N': Row(DEMO_CONFIG, 'the student alone, 2N epochs', epochs_scale=2),
     }
     for name, what in losses.items():
         off = tuple(f'model.distill.{other}=None' for other in losses if other != name)
-        rows[f'distill-{name}'] = Row(folder.format('distilled', 16), f'distilled: {what} only',
+        rows[f'distill-{name}'] = Row(folder.format('distilled', 12), f'distilled: {what} only',
                                       teacher + off, needs=('teacher',))
-    rows['distill-all'] = Row(folder.format('distilled', 16), 'distilled: all three losses',
+    rows['distill-all'] = Row(folder.format('distilled', 12), 'distilled: all three losses',
                               teacher, needs=('teacher',))
     return rows
 
@@ -88,7 +89,7 @@ SUITES = {
                          default_rows=('teacher', 'student', 'student-2N', 'distill-match',
                                        'distill-extra_targets', 'distill-feature',
                                        'distill-all'),
-                         epochs=16, lr_steps=(0.8,)),
+                         epochs=12, lr_steps=(0.8,)),
     'aux_losses': dict(rows=_aux_losses_rows(),
                        default_rows=('none', 'all', 'shallow', 'deep', 'curriculum',
                                      'hybrid'),

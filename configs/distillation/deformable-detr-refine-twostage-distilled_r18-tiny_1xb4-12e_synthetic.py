@@ -1,7 +1,7 @@
 # The demo's two-stage Deformable DETR (configs/demo/) as a student of a trained
-# teacher: DistilledDeformDETR adds matched-query class/box distillation, the teacher's
-# confident boxes as extra targets and stride-32 feature imitation to the student's
-# own losses. The teacher is this folder's *-teacher_* config; point
+# teacher, 12 epochs: DistilledDeformDETR adds matched-query class/box distillation, the
+# teacher's confident boxes as extra targets and stride-32 feature imitation to the
+# student's own losses. The teacher is this folder's *-teacher_* config; point
 # teacher_ckpt at its checkpoint (--cfg-options model.teacher_ckpt=...). The saved
 # checkpoints are the student's alone: test them with the student config,
 #   python tools/test.py configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py CKPT
@@ -10,9 +10,17 @@ _base_ = '../demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py
 model = dict(
     type='DistilledDeformDETR',
     teacher_cfg='configs/distillation/'
-                'deformable-detr-refine-twostage-teacher_r18-tiny_1xb4-48e_synthetic.py',
-    teacher_ckpt='work_dirs/distillation_teacher/epoch_48.pth',
+                'deformable-detr-refine-twostage-aux-copypaste-teacher_r18-tiny_1xb4-24e_synthetic.py',
+    teacher_ckpt='work_dirs/distillation_teacher/epoch_24.pth',
     distill=dict(
         match=dict(weight=1.0, temperature=2.0),  # KL on matched queries, L1 + GIoU
         extra_targets=dict(weight=1.0, score_thr=0.5),  # teacher boxes as more targets
         feature=dict(weight=1.0, stride=32)))  # 1x1 adapter, MSE on the stride-32 level
+
+max_epochs = 12
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[10],
+         gamma=0.1)
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)

@@ -11,7 +11,7 @@ from tests.conftest import DEMO_CONFIG, REPO_ROOT, run_tool, tiny_training_optio
 from tests.fixtures.dist_probe import SMALL_IMAGES, load_checkpoint_file
 
 DISTILLED = osp.join(REPO_ROOT, 'configs', 'distillation',
-                     'deformable-detr-refine-twostage-distilled_r18-tiny_1xb4-16e_synthetic.py')
+                     'deformable-detr-refine-twostage-distilled_r18-tiny_1xb4-12e_synthetic.py')
 STUDENT_KEYS_NOTE = re.compile(r'missing keys in source state_dict|unexpected key in source',
                                re.I)
 
