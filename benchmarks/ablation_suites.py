@@ -47,7 +47,7 @@ def _distillation_rows() -> dict:
     teacher = ('model.teacher_cfg=' + teacher_config,
                'model.teacher_ckpt={checkpoint[teacher]}')
     losses = dict(match='matched-query class KL + box L1/GIoU',
-                  extra_targets='teacher boxes above 0.5 as extra targets',
+                  extra_targets='teacher boxes above 0.3 as extra targets',
                   feature='stride-32 feature imitation (1x1 adapter)')
     rows = {
         'teacher': Row(teacher_config, 'the student model trained 2N epochs with the demo '
