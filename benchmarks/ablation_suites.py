@@ -74,6 +74,10 @@ def _aux_losses_rows() -> dict:
                        'ATSS aux heads on strides 4 and 8 only (backbone layer1/2 + memory)'),
         'deep': Row(folder.format('aux-deep'),
                     "ATSS aux heads on the memory's strides 16, 32, 64 only (Co-DETR's)"),
+        'positive-queries': Row(
+            folder.format('aux-deep-positive-queries'),
+            "deep + Co-DETR's positive queries: the heads' positive anchors as extra "
+            'decoder queries with known targets'),
         'curriculum': Row(folder.format('curriculum'),
                           'no aux heads; CurriculumSampler easy to hard, uniform from epoch 8'),
         'hybrid': Row(folder.format('hybrid'),
@@ -99,7 +103,7 @@ SUITES = {
                                        'distill-all'),
                          epochs=12, lr_steps=(0.8,)),
     'aux_losses': dict(rows=_aux_losses_rows(),
-                       default_rows=('none', 'all', 'shallow', 'deep', 'curriculum',
-                                     'hybrid'),
+                       default_rows=('none', 'all', 'shallow', 'deep', 'positive-queries',
+                                     'curriculum', 'hybrid'),
                        epochs=16, lr_steps=(0.8,)),
 }

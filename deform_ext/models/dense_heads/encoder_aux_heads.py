@@ -17,14 +17,17 @@ the mean + std of their IoUs: every object gets several positives (one-to-many) 
 the levels that fit its size, small ones on the shallow levels this head is for.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from mmdet.structures import SampleList
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
 from deform_ext.registry import MODELS, build_in_scope
 from ..layers.encoder_pyramid import EncoderPyramid
+from ..layers.positive_queries import (ImagePositives, PositiveQueries, anchor_positives,
+                                       check_positive_head)
 
 # Co-DETR's ATSS auxiliary head (mmdet's ATSS recipe, one stacked convolution).
 DEFAULT_HEAD = dict(
@@ -63,6 +66,11 @@ class EncoderAuxHeads(BaseModule):
             ``feat_channels`` default to the detector's, and the prior strides are set
             to ``levels``. None: :data:`DEFAULT_HEAD` (ATSS).
         num_groups (int): GroupNorm groups of the extra levels' laterals. Default 32.
+        positive_queries (dict, optional): Co-DETR's customised positive queries: each
+            head's positive anchors also become training-only decoder queries
+            (:mod:`~deform_ext.models.layers.positive_queries`), e.g.
+            ``dict(max_per_image=300, loss_weight=1.0)``; the detector runs them. None:
+            off.
         init_cfg (dict, optional): as BaseModule.
     """
 
@@ -70,6 +78,7 @@ class EncoderAuxHeads(BaseModule):
                  level_weights: Optional[Sequence[float]] = None,
                  extra_levels: Sequence[dict] = (),
                  head: Union[dict, List[dict], None] = None, num_groups: int = 32,
+                 positive_queries: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.levels = [int(s) for s in levels]
@@ -91,6 +100,12 @@ class EncoderAuxHeads(BaseModule):
         self.heads = ModuleList(
             build_in_scope(MODELS, self._head_cfg(cfg, embed_dims, num_classes))
             for cfg in heads)
+        self.positive_queries = None
+        if positive_queries is not None:
+            for built in self.heads:
+                check_positive_head(built)
+            self.positive_queries = PositiveQueries(embed_dims, len(self.heads),
+                                                    **positive_queries)
 
     def _head_cfg(self, cfg: dict, embed_dims: int, num_classes: int) -> dict:
         """``cfg`` with the detector's classes and width as defaults and the prior
@@ -106,9 +121,11 @@ class EncoderAuxHeads(BaseModule):
         return cfg
 
     def loss(self, memory: Tensor, spatial_shapes: Tensor, sources: Dict[int, Tensor],
-             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+             batch_data_samples: SampleList
+             ) -> Tuple[Dict[str, Tensor], List[List[ImagePositives]]]:
         """The weighted auxiliary losses ``loss_aux_<name>`` (``loss_aux<i>_<name>`` for
-        head i of several), each a scalar.
+        head i of several), each a scalar; and with ``positive_queries`` each head's
+        positive anchors per image (:func:`anchor_positives`; an empty list when off).
 
         Args:
             memory: (bs, sum(H_l * W_l), C) encoder output.
@@ -130,7 +147,13 @@ class EncoderAuxHeads(BaseModule):
             for name, value in head.loss(feats, batch_data_samples).items():
                 losses[name.replace('loss_', f'loss_{tag}_', 1)] = self._weighted(
                     value, name, head)
-        return losses
+        if self.positive_queries is None:
+            return losses, []
+        sizes = [feat.shape[-2:] for feat in feats]
+        with torch.no_grad():
+            positives = [anchor_positives(head, sizes, batch_data_samples, memory.device)
+                         for head in self.heads]
+        return losses, positives
 
     def _weighted(self, value, name: str, head: nn.Module) -> Tensor:
         """sum_l weight_l * value_l for per-level lists; a summed loss as it is."""
