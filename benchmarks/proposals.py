@@ -1,5 +1,5 @@
 """First stages for R-CNN on the synthetic set: mmdet's RPNHead against EncoderRPNHead
-(one-to-one and IoU assignment), as proposal recall and as the detector's mAP.
+(one-to-one, one-to-many matching and IoU assignment), as proposal recall and as the detector's mAP.
 
     python benchmarks/proposals.py [--epochs 12] [--seeds 0 1 2] [--jobs 2]
         [--image-size 128] [--rows rpn o2o iou] [--work-dir D] [--data-root R]
@@ -38,6 +38,8 @@ ROWS = {  # name: (config, what the first stage is)
             'Faster R-CNN, EncoderRPNHead one-to-one, 300 proposals'),
     'iou': ('faster-rcnn-encoder-rpn-iou_r18-tiny_fpn_1xb4-12e_synthetic.py',
             'Faster R-CNN, EncoderRPNHead IoU + NMS, 300 proposals'),
+    'o2m': ('faster-rcnn-encoder-rpn-o2m_r18-tiny_fpn_1xb4-12e_synthetic.py',
+            'Faster R-CNN, EncoderRPNHead one-to-many matching (x3) + NMS, 300 proposals'),
     'cascade-rpn': ('cascade-rcnn_r18-tiny_fpn_1xb4-12e_synthetic.py',
                     'Cascade R-CNN, RPNHead, 1,000 proposals'),
     'cascade-o2o': ('cascade-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',

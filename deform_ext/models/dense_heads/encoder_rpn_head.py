@@ -17,7 +17,11 @@ Assignment, chosen by ``train_cfg.assigner`` (one row each in benchmarks/proposa
   one token by predicted box and score; proposals need no NMS;
 - ``MaxIoUAssigner`` (one-to-many, as DETA's first stage): tokens whose *anchor*
   overlaps a ground truth by ``pos_iou_thr`` are positive, below ``neg_iou_thr``
-  negative, in between ignored; proposals then go through NMS like RPNHead's.
+  negative, in between ignored; proposals then go through NMS like RPNHead's;
+- ``HungarianAssigner`` with ``train_cfg.gt_repeats=k`` (one-to-many by matching, as
+  H-DETR's hybrid branch): every ground truth is matched to k tokens (the assigner sees
+  each box k times), by predicted box and score as one-to-one does, not by a fixed
+  anchor; up to k proposals per object, so they go through NMS.
 
 Both train the objectness with ``loss_cls`` over every valid token (focal loss by
 default: no sampler) and the boxes of positives with ``loss_bbox`` (L1 on normalised
@@ -63,7 +67,9 @@ class EncoderRPNHead(BaseModule):
         anchor_size (float): level 0's anchor width and height, a fraction of the image.
         num_reg_fcs (int): hidden layers of the box branch.
         loss_cls, loss_bbox, loss_iou (dict): objectness, L1 and IoU losses.
-        train_cfg (dict): ``assigner`` (``HungarianAssigner`` or ``MaxIoUAssigner``).
+        train_cfg (dict): ``assigner`` (``HungarianAssigner`` or ``MaxIoUAssigner``) and
+            ``gt_repeats`` (default 1): how many tokens the assigner may give each
+            ground truth, by seeing each box that many times.
         test_cfg (dict): proposals at test time (see :meth:`predict_by_tokens`).
 
     Forward: FPN levels, each (bs, in_channels, H_l, W_l), and the images' metas →
@@ -107,6 +113,10 @@ class EncoderRPNHead(BaseModule):
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         self.assigner = (build_in_scope(TASK_UTILS, train_cfg['assigner'])
                          if train_cfg and 'assigner' in train_cfg else None)
+        self.gt_repeats = int((train_cfg or {}).get('gt_repeats', 1))
+        if self.gt_repeats < 1:
+            raise ValueError(f'EncoderRPNHead: train_cfg.gt_repeats must be >= 1, got '
+                             f'{self.gt_repeats}')
 
     def init_weights(self) -> None:
         """As Deformable DETR: xavier encoder matrices, the attention's own init,
@@ -187,14 +197,16 @@ class EncoderRPNHead(BaseModule):
                 scores=tokens.class_logits[i][valid].detach(),
                 bboxes=bbox_cxcywh_to_xyxy(boxes[i][valid].detach()) * factor,
                 priors=bbox_cxcywh_to_xyxy(tokens.anchors_unact[i][valid].sigmoid()) * factor)
-            agnostic = InstanceData(bboxes=gt.bboxes, labels=torch.zeros_like(gt.labels))
+            repeated = gt.bboxes.repeat(self.gt_repeats, 1)  # box j is row j + m * n
+            agnostic = InstanceData(bboxes=repeated,
+                                    labels=repeated.new_zeros(len(repeated), dtype=torch.long))
             gt_inds = self.assigner.assign(pred, agnostic, img_meta=meta).gt_inds
             token_ids = valid.nonzero().squeeze(1)
             weights[i, token_ids[gt_inds >= 0]] = 1.0
             positive = gt_inds > 0
             labels[i, token_ids[positive]] = 0
             pos_boxes.append(boxes[i, token_ids[positive]])
-            pos_targets.append(gt.bboxes[gt_inds[positive] - 1] / factor)
+            pos_targets.append(repeated[gt_inds[positive] - 1] / factor)
             pos_factors.append(factor.expand(int(positive.sum()), 4))
         pos_boxes, pos_factors = torch.cat(pos_boxes), torch.cat(pos_factors)
         pos_targets = bbox_xyxy_to_cxcywh(torch.cat(pos_targets).to(boxes.dtype))

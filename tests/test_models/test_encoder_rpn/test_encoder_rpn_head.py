@@ -18,6 +18,7 @@ CONFIGS = osp.join(REPO_ROOT, 'projects', 'encoder_rpn', 'configs')
 ASSIGNMENTS = {
     'one-to-one': 'faster-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',
     'iou': 'faster-rcnn-encoder-rpn-iou_r18-tiny_fpn_1xb4-12e_synthetic.py',
+    'one-to-many': 'faster-rcnn-encoder-rpn-o2m_r18-tiny_fpn_1xb4-12e_synthetic.py',
 }
 
 
@@ -140,6 +141,32 @@ def test_learns_the_objects_of_a_batch(assignment):
         total.backward()
         optimizer.step()
     assert history[-1] < 0.8 * history[0], history
+
+
+def test_one_to_many_matching_gives_each_object_gt_repeats_tokens():
+    model = faster_rcnn('one-to-many').train()
+    head = model.rpn_head
+    data = demo_batch(model, image_shapes=((3, 96, 128), (3, 128, 96)), num_items=(3, 2))
+    metas = [sample.metainfo for sample in data['data_samples']]
+    tokens = head(model.extract_feat(data['inputs']), metas)
+    gts = [sample.gt_instances for sample in data['data_samples']]
+    seen = []
+    original = head.loss_iou.forward
+
+    def keep_targets(pred, target, *args, **kwargs):
+        seen.append(target)
+        return original(pred, target, *args, **kwargs)
+    head.loss_iou.forward = keep_targets
+    losses = head.loss_by_tokens(tokens, gts, metas)
+    assert all(torch.isfinite(v) for v in losses.values())
+    targets = seen[0]
+    assert len(targets) == 3 * (3 + 2)  # three tokens per object
+    expected = torch.cat([gt.bboxes.repeat(3, 1) for gt in gts])
+    assert sorted(map(tuple, targets.round().tolist())) == \
+        sorted(map(tuple, expected.round().tolist()))
+    with pytest.raises(ValueError, match='gt_repeats must be >= 1, got 0'):
+        build_model(dict(type='EncoderRPNHead', in_channels=32, num_levels=2,
+                         train_cfg=dict(gt_repeats=0)))
 
 
 def test_rescale_maps_proposals_to_the_original_image():
