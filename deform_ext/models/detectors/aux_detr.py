@@ -104,7 +104,9 @@ class EncoderAuxMixin:
             memory_mask=kwargs['key_padding_mask'], reference_points=batch.anchors,
             spatial_shapes=kwargs['spatial_shapes'],
             level_start_index=kwargs['level_start_index'], valid_ratios=kwargs['valid_ratios'])
-        scores, boxes = self.bbox_head(decoded['hidden_states'], decoded['references'])
+        # forward, not __call__: hooks on the head (distillation reads the detector's
+        # own queries from its last call) never see these queries
+        scores, boxes = self.bbox_head.forward(decoded['hidden_states'], decoded['references'])
         tag = 'pq' if len(self.aux_head.heads) == 1 else f'pq{head_index}'
         return positive_query_losses(self.bbox_head, scores, boxes, batch, tag,
                                      queries.loss_weight)

@@ -133,6 +133,17 @@ def test_own_and_aux_losses_and_inference_are_unchanged():
             assert torch.equal(a.pred_instances.bboxes, b.pred_instances.bboxes)
 
 
+def test_the_heads_hooks_see_only_the_detectors_own_queries():
+    """Distillation reads the head's last call: it must be the detector's queries."""
+    model = CASES['DeformDETR'](max_per_image=7)
+    calls = []
+    model.bbox_head.register_forward_hook(
+        lambda module, args, output: calls.append(args[0].shape[2]))
+    losses = model(**demo_batch(model), mode='loss')
+    assert 'loss_pq_cls' in losses
+    assert calls and set(calls) == {model.num_queries}, calls
+
+
 def test_images_without_objects_train():
     model = CASES['DeformDETR']()
     data = demo_batch(model)
