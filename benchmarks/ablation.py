@@ -7,6 +7,7 @@ memory per row.
     python benchmarks/ablation.py SUITE [--rows R ...] [--seeds 0 1 2] [--epochs N]
         [--jobs 2] [--work-dir work_dirs/ablation/SUITE] [--data-root R] [--image-size S]
         [--table-only]
+    python benchmarks/ablation.py SUITE --step-time [--rows R ...] [--repeats 20]
 
 Suites and their rows: ``benchmarks/ablation_suites.py`` (``--list`` prints them).
 A row's config is trained as it is, but for the seed, the epochs (lr steps at the
@@ -18,7 +19,11 @@ holds the runs finished so far, so ``--table-only`` can be read while they train
 Step and data time: medians of the per-iteration ``time`` / ``data_time`` of
 mmengine's training log (first logged window of each run left out). Peak memory: the
 training process's peak resident set (``ru_maxrss``; dataloader workers not
-included), the largest over resumed attempts.
+included), the largest over resumed attempts. Those come from runs trained two at a
+time on a shared machine; ``--step-time`` compares rows fairly instead: one training
+step of each row's model in this process, one thread, the rows taking turns on one
+random batch of 4 images (``training_runs.step_times_ms``), median ms and the ratio to
+the first row.
 """
 import argparse
 import glob
@@ -30,7 +35,7 @@ import threading
 
 from ablation_suites import SUITES
 from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           synthetic_config, synthetic_data_root, train)
+                           step_times_ms, synthetic_config, synthetic_data_root, train)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -167,6 +172,15 @@ def table(args):
                 [[row, args.suite['rows'][row].description] for row in args.rows])
 
 
+def step_times(args):
+    """Median ms of a training step per row, alternating in this process."""
+    rows = args.suite['rows']
+    times = step_times_ms([osp.join(REPO_ROOT, rows[row].config) for row in args.rows],
+                          args.image_size or 256, args.repeats)
+    print_table(['row', 'step ms', f'ratio to {args.rows[0]}'],
+                [[row, f'{t:.1f}', f'{t / times[0]:.2f}'] for row, t in zip(args.rows, times)])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('suite', nargs='?', choices=list(SUITES))
@@ -182,6 +196,9 @@ def main(argv=None):
                         '--data-root, on a synthetic set generated at that size into the '
                         'work dir')
     parser.add_argument('--table-only', action='store_true', help='print the table and stop')
+    parser.add_argument('--step-time', action='store_true',
+                        help='time one training step of each row in this process instead')
+    parser.add_argument('--repeats', type=int, default=20, help='steps timed per row')
     parser.add_argument('--list', action='store_true', help='print the suites and rows')
     args = parser.parse_args(argv)
     if args.list or args.suite is None:
@@ -197,6 +214,12 @@ def main(argv=None):
     if unknown:
         parser.error(f'{args.suite_name} has no rows {unknown}; it has '
                      f'{list(args.suite["rows"])}')
+    if args.step_time:
+        needing = [row for row in args.rows if args.suite['rows'][row].needs]
+        if needing:
+            parser.error(f'rows {needing} need a trained row\'s checkpoint; --step-time '
+                         'times rows that train from scratch')
+        return step_times(args)
     args.epochs = args.epochs or args.suite['epochs']
     args.work_dir = args.work_dir or osp.join(REPO_ROOT, 'work_dirs', 'ablation', args.suite_name)
     if not args.table_only:

@@ -26,7 +26,8 @@ import os.path as osp
 import sys
 
 from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           run_tool, synthetic_config, synthetic_data_root, train)
+                           run_tool, step_times_ms, synthetic_config, synthetic_data_root,
+                           train)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -133,29 +134,9 @@ def table(args):
 
 
 def step_times(args):
-    """Median ms of a training step per row, one thread, on one batch."""
-    import torch
-    from mmengine.config import Config
-
-    from bench_utils import median_ms
-
-    from deform_ext.testing import build_model, demo_batch, without_init_cfg
-    torch.set_num_threads(1)
-    calls = []
-    for row in args.rows:
-        cfg = Config.fromfile(osp.join(CONFIGS, ROWS[row][0]))
-        model = build_model(without_init_cfg(cfg.model.to_dict()), scope=cfg.default_scope)
-        batch = demo_batch(model, image_shapes=[(3, args.image_size, args.image_size)] * 4,
-                           num_items=(6, 6, 6, 6))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, batch=batch, optimizer=optimizer):
-            total, _ = model.parse_losses(model(**batch, mode='loss'))
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-        calls.append(step)
-    times = median_ms(calls, repeats=args.repeats, warmup=3, device='cpu')
+    """Median ms of a training step per row (``training_runs.step_times_ms``)."""
+    times = step_times_ms([osp.join(CONFIGS, ROWS[row][0]) for row in args.rows],
+                          args.image_size, args.repeats)
     print_table(['first stage', 'step ms', f'ratio to {args.rows[0]}'],
                 [[ROWS[r][1], f'{t:.1f}', f'{t / times[0]:.2f}'] for r, t in zip(args.rows, times)])
 

@@ -133,3 +133,31 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print('|' + '---|' * len(header))
     for row in rows:
         print('| ' + ' | '.join(row) + ' |')
+
+
+def step_times_ms(configs: Sequence[str], image_size: int, repeats: int,
+                  objects_per_image: int = 6) -> List[float]:
+    """Median ms of one training step (forward, backward, AdamW) of each config's model,
+    one thread, in this process, the models taking turns on one random batch of 4
+    images (``image_size``², ``objects_per_image`` boxes each)."""
+    import torch
+
+    from bench_utils import median_ms
+
+    from deform_ext.testing import build_model, demo_batch, without_init_cfg
+    torch.set_num_threads(1)
+    steps = []
+    for path in configs:
+        cfg = Config.fromfile(path)
+        model = build_model(without_init_cfg(cfg.model.to_dict()), scope=cfg.default_scope)
+        batch = demo_batch(model, image_shapes=[(3, image_size, image_size)] * 4,
+                           num_items=[objects_per_image] * 4)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(model=model, batch=batch, optimizer=optimizer):
+            total, _ = model.parse_losses(model(**batch, mode='loss'))
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+        steps.append(step)
+    return median_ms(steps, repeats=repeats, warmup=3, device='cpu')

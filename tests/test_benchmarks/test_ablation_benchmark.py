@@ -2,7 +2,7 @@
 Kisantal's oversampling with copies, whose dataset wrapper and pipeline index the
 --cfg-options reach) train on another data root at another image size, the table holds
 each row's metrics, times and memory, and a finished run is not repeated; a distilled row
-trains its teacher first, once."""
+trains its teacher first, once; ``--step-time`` times rows in one process."""
 import json
 import re
 import subprocess
@@ -46,6 +46,17 @@ def test_unknown_row_is_named():
                              '--rows', 'nope'],
                             capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode != 0 and "copy_paste has no rows ['nope']" in result.stderr
+
+
+def test_step_time_prints_each_row_and_its_ratio_and_refuses_rows_that_need_a_teacher():
+    out = run('aux_losses', '--step-time', '--rows', 'none', 'positive-queries',
+              '--repeats', '1', '--image-size', '64')
+    assert re.search(r'^\| none \| \d+\.\d \| 1\.00 \|$', out, re.M), out
+    assert re.search(r'^\| positive-queries \| \d+\.\d \| \d+\.\d\d \|$', out, re.M), out
+    result = subprocess.run([sys.executable, f'{REPO_ROOT}/benchmarks/ablation.py',
+                             'distillation', '--step-time', '--rows', 'distill-all'],
+                            capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode != 0 and "rows ['distill-all'] need a trained row" in result.stderr
 
 
 def test_a_distilled_row_trains_its_teacher_first_and_once(tiny_coco, tmp_path):
