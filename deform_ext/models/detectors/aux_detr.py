@@ -30,6 +30,7 @@ from mmdet.structures import SampleList
 from torch import Tensor
 
 from deform_ext.registry import MODELS, build_in_scope
+from ..layers.ms_deform_attn import offsets_unrecorded
 from ..layers.positive_queries import ImagePositives, positive_query_losses
 from .captured_outputs import Call, captured_outputs
 
@@ -99,11 +100,13 @@ class EncoderAuxMixin:
                                                 num_pos_feats=self.embed_dims // 2)
         query, query_pos = queries.queries(head_index, embedding)
         kwargs = encoder.kwargs
-        decoded = self.forward_decoder(
-            query=query, query_pos=query_pos, memory=encoder.output,
-            memory_mask=kwargs['key_padding_mask'], reference_points=batch.anchors,
-            spatial_shapes=kwargs['spatial_shapes'],
-            level_start_index=kwargs['level_start_index'], valid_ratios=kwargs['valid_ratios'])
+        with offsets_unrecorded(self):  # the offset loss is the detector's own queries'
+            decoded = self.forward_decoder(
+                query=query, query_pos=query_pos, memory=encoder.output,
+                memory_mask=kwargs['key_padding_mask'], reference_points=batch.anchors,
+                spatial_shapes=kwargs['spatial_shapes'],
+                level_start_index=kwargs['level_start_index'],
+                valid_ratios=kwargs['valid_ratios'])
         # forward, not __call__: hooks on the head (distillation reads the detector's
         # own queries from its last call) never see these queries
         scores, boxes = self.bbox_head.forward(decoded['hidden_states'], decoded['references'])

@@ -21,11 +21,12 @@ Additions, all off by default (then the numbers are mmcv's):
   :class:`deform_ext.engine.hooks.ProgressiveSamplingPointsHook`; a checkpoint with
   more points grows the module when it is loaded.
 """
-from typing import Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
-from torch import Tensor
+from torch import Tensor, nn
 
 from deform_ext.ops import ms_deform_attn
 from deform_ext.registry import MODELS
@@ -255,3 +256,18 @@ class MSDeformAttn(MultiScaleDeformableAttention):
                 f'num_levels={self.num_levels}, num_points={self.num_points}, '
                 f'offset_range={self.offset_range}')
 
+
+@contextmanager
+def offsets_unrecorded(model: nn.Module) -> Iterator[None]:
+    """Within it, ``model``'s :class:`MSDeformAttn` modules that record their sampling
+    offsets (for an offset loss) pause: for a training-only extra pass (as positive
+    queries) whose offsets the detector's loss should not count."""
+    recording = [m for m in model.modules()
+                 if isinstance(m, MSDeformAttn) and m.record_offsets]
+    for module in recording:
+        module.record_offsets = False
+    try:
+        yield
+    finally:
+        for module in recording:
+            module.record_offsets = True

@@ -21,8 +21,11 @@ padded query looks like a real one to the others' self-attention and adds no los
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
+from mmdet.models.dense_heads import ATSSHead
+from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet.utils import reduce_mean
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
@@ -47,25 +50,26 @@ class PositiveBatch(NamedTuple):
 def anchor_positives(head: nn.Module, featmap_sizes: Sequence[torch.Size],
                      batch_data_samples: SampleList, device: torch.device
                      ) -> List[ImagePositives]:
-    """The anchors that ``head`` (an anchor head whose ``get_targets`` returns the
-    anchors first and decoded boxes as regression targets, as ATSSHead's) assigns to
-    objects, per image: (anchors (P, 4), assigned boxes (P, 4), labels (P,))."""
-    metas = [sample.metainfo for sample in batch_data_samples]
+    """The anchors that ``head`` (an ATSSHead regressing boxes, see
+    :func:`check_positive_head`) assigns to objects, as its loss does (ignored
+    instances included), per image: (anchors (P, 4), assigned boxes (P, 4), labels (P,))."""
+    gt_instances, gt_ignored, metas = unpack_gt_instances(batch_data_samples)
     anchor_list, valid_flags = head.get_anchors(featmap_sizes, metas, device=device)
     anchors, labels, _, boxes, _, _ = head.get_targets(
-        anchor_list, valid_flags, [sample.gt_instances for sample in batch_data_samples],
-        metas)
+        anchor_list, valid_flags, gt_instances, metas, gt_ignored)
     anchors, labels, boxes = (torch.cat(levels, 1) for levels in (anchors, labels, boxes))
     positive = (labels >= 0) & (labels < head.num_classes)
     return [(a[p], b[p], lab[p]) for a, b, lab, p in zip(anchors, boxes, labels, positive)]
 
 
 def check_positive_head(head: nn.Module) -> None:
-    """A clear error for a head whose assignment cannot make positive queries."""
+    """A clear error for a head whose assignment cannot make positive queries: they
+    need ATSSHead's ``get_targets`` (anchors first) with boxes as regression targets."""
     name = type(head).__name__
-    if not hasattr(head, 'prior_generator') or not hasattr(head, 'get_anchors'):
-        raise ValueError(f'positive_queries need anchor heads (ATSSHead); {name} has none')
-    if not getattr(head, 'reg_decoded_bbox', False):
+    if not isinstance(head, ATSSHead):
+        raise ValueError(f'positive_queries need ATSSHead (or a subclass) as the auxiliary '
+                         f'head, got {name}')
+    if not head.reg_decoded_bbox:
         raise ValueError(f'positive_queries need a head with reg_decoded_bbox=True (boxes, '
                          f'not deltas, as targets); {name} has it off')
 
@@ -136,11 +140,10 @@ def positive_query_losses(bbox_head: nn.Module, cls_scores: Tensor, bbox_preds: 
         bbox_preds: (num_layers, bs, P, 4) normalised (cx, cy, w, h).
         batch: the queries' targets.
     """
-    num_classes = cls_scores.shape[-1]
-    weights = batch.weights.flatten()
-    avg_factor = weights.sum().clamp(min=1.0)
-    labels = torch.where(weights > 0, batch.labels.flatten(),
-                         torch.full_like(batch.labels.flatten(), num_classes))
+    channels = cls_scores.shape[-1]
+    weights = batch.weights.flatten()  # padding has weight 0: its labels add nothing
+    avg_factor = reduce_mean(weights.sum()).clamp(min=1.0)  # over all processes
+    labels = batch.labels.flatten()
     targets = batch.targets.flatten(0, 1)
     box_weights = weights[:, None].expand(-1, 4)
     losses = {}
@@ -149,7 +152,7 @@ def positive_query_losses(bbox_head: nn.Module, cls_scores: Tensor, bbox_preds: 
         boxes = bbox_preds[layer].flatten(0, 1)
         prefix = '' if layer == num_layers - 1 else f'd{layer}.'
         values = {
-            'cls': bbox_head.loss_cls(cls_scores[layer].reshape(-1, num_classes), labels,
+            'cls': bbox_head.loss_cls(cls_scores[layer].reshape(-1, channels), labels,
                                       weights, avg_factor=avg_factor),
             'bbox': bbox_head.loss_bbox(boxes, targets, box_weights, avg_factor=avg_factor),
             # GIoU does not change when x and y are scaled: normalised boxes give the

@@ -5,6 +5,7 @@ import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
+from deform_ext.models.layers.ms_deform_attn import MSDeformAttn
 from deform_ext.models.layers.positive_queries import (PositiveBatch, PositiveQueries,
                                                        positive_query_losses)
 from deform_ext.testing import build_model, demo_batch, total_loss
@@ -115,13 +116,21 @@ def test_positive_queries_train_decoder_and_projection(name):
 
 
 def test_own_and_aux_losses_and_inference_are_unchanged():
-    with_pq = CASES['DeformDETR']()
-    without = pq_model(tiny_ours('deformable-detr-refine-twostage', levels=LEVELS))
+    """The offset loss too: it counts the detector's own queries' offsets only."""
+    offset_loss = dict(type='OffsetL1Loss', loss_weight=1.0)
+    with_pq = pq_model(dict(tiny_ours('deformable-detr-refine-twostage', levels=LEVELS,
+                                      positive_queries=dict()), offset_loss=offset_loss))
+    for module in with_pq.modules():  # offsets that depend on the query, not bias alone
+        if isinstance(module, MSDeformAttn):
+            torch.nn.init.normal_(module.sampling_offsets.weight, std=0.1)
+    without = pq_model(dict(tiny_ours('deformable-detr-refine-twostage', levels=LEVELS),
+                            offset_loss=offset_loss))
     missing, unexpected = without.load_state_dict(with_pq.state_dict(), strict=False)
     assert not missing and unexpected
     assert all(k.startswith('aux_head.positive_queries.') for k in unexpected)
     ours = with_pq(**demo_batch(with_pq), mode='loss')
     theirs = without(**demo_batch(without), mode='loss')
+    assert 'loss_offset' in theirs
     assert set(ours) - set(theirs) == PQ_KEYS | {f'd0.{key}' for key in PQ_KEYS}
     for key, value in theirs.items():
         assert torch.equal(ours[key], value), key
@@ -160,9 +169,16 @@ def test_dino_and_anchor_free_heads_are_refused():
         build_model(dict(tiny_mmdet('DINO'), type='deform_ext.DINOWithAux',
                          aux_head=aux_head(LEVELS, positive_queries=dict())), scope='mmdet')
     fcos = dict(type='FCOSHead', loss_cls=dict(type='FocalLoss', use_sigmoid=True))
-    with pytest.raises(ValueError, match='need anchor heads .ATSSHead.; FCOSHead'):
-        build_model(tiny_ours('deformable-detr', levels=LEVELS, head=fcos,
-                              positive_queries=dict()))
+    retina = dict(type='RetinaHead', reg_decoded_bbox=True,
+                  anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                                        scales_per_octave=1, ratios=[1.0]),
+                  bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+                  loss_bbox=dict(type='GIoULoss'))
+    for head, name in ((fcos, 'FCOSHead'), (retina, 'RetinaHead')):
+        with pytest.raises(ValueError, match=f'need ATSSHead .or a subclass. as the '
+                           f'auxiliary head, got {name}'):
+            build_model(tiny_ours('deformable-detr', levels=LEVELS, head=head,
+                                  positive_queries=dict()))
     with pytest.raises(ValueError, match='max_per_image >= 1'):
         build_model(tiny_ours('deformable-detr', levels=LEVELS,
                               positive_queries=dict(max_per_image=0)))
