@@ -8,6 +8,7 @@ memory per row.
         [--jobs 2] [--work-dir work_dirs/ablation/SUITE] [--data-root R] [--image-size S]
         [--table-only]
     python benchmarks/ablation.py SUITE --step-time [--rows R ...] [--repeats 20]
+        [--image-size S]
 
 Suites and their rows: ``benchmarks/ablation_suites.py`` (``--list`` prints them).
 A row's config is trained as it is, but for the seed, the epochs (lr steps at the
@@ -20,10 +21,11 @@ Step and data time: medians of the per-iteration ``time`` / ``data_time`` of
 mmengine's training log (first logged window of each run left out). Peak memory: the
 training process's peak resident set (``ru_maxrss``; dataloader workers not
 included), the largest over resumed attempts. Those come from runs trained two at a
-time on a shared machine; ``--step-time`` compares rows fairly instead: one training
-step of each row's model in this process, one thread, the rows taking turns on one
-random batch of 4 images (``training_runs.step_times_ms``), median ms and the ratio to
-the first row.
+time on a shared machine; ``--step-time`` compares the rows' models fairly instead: one
+training step of each row's model in this process, one thread, the rows taking turns on
+one random batch of 4 images (``training_runs.step_times_ms``), median ms and the ratio
+to the first row. Only the model's step is timed, so rows that differ in their data
+(pipeline, sampler, ``--cfg-options``) are refused there.
 """
 import argparse
 import glob
@@ -219,6 +221,10 @@ def main(argv=None):
         if needing:
             parser.error(f'rows {needing} need a trained row\'s checkpoint; --step-time '
                          'times rows that train from scratch')
+        with_options = [row for row in args.rows if args.suite['rows'][row].options]
+        if with_options:
+            parser.error(f'rows {with_options} change their config by options; --step-time '
+                         "times each row's config as it is")
         return step_times(args)
     args.epochs = args.epochs or args.suite['epochs']
     args.work_dir = args.work_dir or osp.join(REPO_ROOT, 'work_dirs', 'ablation', args.suite_name)

@@ -48,7 +48,7 @@ def test_unknown_row_is_named():
     assert result.returncode != 0 and "copy_paste has no rows ['nope']" in result.stderr
 
 
-def test_step_time_prints_each_row_and_its_ratio_and_refuses_rows_that_need_a_teacher():
+def test_step_time_prints_each_row_and_its_ratio_and_refuses_teacher_and_option_rows():
     out = run('aux_losses', '--step-time', '--rows', 'none', 'positive-queries',
               '--repeats', '1', '--image-size', '64')
     assert re.search(r'^\| none \| \d+\.\d \| 1\.00 \|$', out, re.M), out
@@ -57,6 +57,10 @@ def test_step_time_prints_each_row_and_its_ratio_and_refuses_rows_that_need_a_te
                              'distillation', '--step-time', '--rows', 'distill-all'],
                             capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode != 0 and "rows ['distill-all'] need a trained row" in result.stderr
+    result = subprocess.run([sys.executable, f'{REPO_ROOT}/benchmarks/ablation.py',
+                             'copy_paste', '--step-time', '--rows', 'baseline', 'os2-c3'],
+                            capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode != 0 and "rows ['os2-c3'] change their config" in result.stderr
 
 
 def test_a_distilled_row_trains_its_teacher_first_and_once(tiny_coco, tmp_path):

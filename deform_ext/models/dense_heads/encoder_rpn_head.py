@@ -23,7 +23,7 @@ Assignment, chosen by ``train_cfg.assigner`` (one row each in benchmarks/proposa
   each box k times), by predicted box and score as one-to-one does, not by a fixed
   anchor; up to k proposals per object, so they go through NMS.
 
-Both train the objectness with ``loss_cls`` over every valid token (focal loss by
+All train the objectness with ``loss_cls`` over every valid token (focal loss by
 default: no sampler) and the boxes of positives with ``loss_bbox`` (L1 on normalised
 cx, cy, w, h) and ``loss_iou`` (GIoU in pixels).
 """
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from mmcv.ops import batched_nms
 from mmdet.models.detectors import DeformableDETR
 from mmdet.models.layers import SinePositionalEncoding
+from mmdet.models.task_modules import HungarianAssigner
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule, bias_init_with_prob
@@ -68,8 +69,9 @@ class EncoderRPNHead(BaseModule):
         num_reg_fcs (int): hidden layers of the box branch.
         loss_cls, loss_bbox, loss_iou (dict): objectness, L1 and IoU losses.
         train_cfg (dict): ``assigner`` (``HungarianAssigner`` or ``MaxIoUAssigner``) and
-            ``gt_repeats`` (default 1): how many tokens the assigner may give each
-            ground truth, by seeing each box that many times.
+            ``gt_repeats`` (default 1; above 1 with ``HungarianAssigner`` only): how
+            many tokens the matcher gives each ground truth, by seeing each box that
+            many times.
         test_cfg (dict): proposals at test time (see :meth:`predict_by_tokens`).
 
     Forward: FPN levels, each (bs, in_channels, H_l, W_l), and the images' metas →
@@ -117,6 +119,11 @@ class EncoderRPNHead(BaseModule):
         if self.gt_repeats < 1:
             raise ValueError(f'EncoderRPNHead: train_cfg.gt_repeats must be >= 1, got '
                              f'{self.gt_repeats}')
+        if self.gt_repeats > 1 and not isinstance(self.assigner, HungarianAssigner):
+            raise ValueError(f'EncoderRPNHead: train_cfg.gt_repeats={self.gt_repeats} needs '
+                             f'HungarianAssigner (a repeated box gets other tokens only by '
+                             f'matching); {type(self.assigner).__name__} would give every '
+                             f'copy the same tokens')
 
     def init_weights(self) -> None:
         """As Deformable DETR: xavier encoder matrices, the attention's own init,

@@ -167,6 +167,10 @@ def test_one_to_many_matching_gives_each_object_gt_repeats_tokens():
     with pytest.raises(ValueError, match='gt_repeats must be >= 1, got 0'):
         build_model(dict(type='EncoderRPNHead', in_channels=32, num_levels=2,
                          train_cfg=dict(gt_repeats=0)))
+    iou = dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3)
+    with pytest.raises(ValueError, match='gt_repeats=3 needs HungarianAssigner.*MaxIoUAssigner'):
+        build_model(dict(type='EncoderRPNHead', in_channels=32, num_levels=2,
+                         train_cfg=dict(assigner=iou, gt_repeats=3)))
 
 
 def test_rescale_maps_proposals_to_the_original_image():
