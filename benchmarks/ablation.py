@@ -36,8 +36,8 @@ import sys
 import threading
 
 from ablation_suites import SUITES
-from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           step_times_ms, synthetic_config, synthetic_data_root, train)
+from training_runs import (REPO_ROOT, mean_std, metrics_records, print_step_times, print_table,
+                           run_in_parallel, synthetic_config, synthetic_data_root, train)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -177,10 +177,8 @@ def table(args):
 def step_times(args):
     """Median ms of a training step per row, alternating in this process."""
     rows = args.suite['rows']
-    times = step_times_ms([osp.join(REPO_ROOT, rows[row].config) for row in args.rows],
-                          args.image_size or 256, args.repeats)
-    print_table(['row', 'step ms', f'ratio to {args.rows[0]}'],
-                [[row, f'{t:.1f}', f'{t / times[0]:.2f}'] for row, t in zip(args.rows, times)])
+    print_step_times(args.rows, [osp.join(REPO_ROOT, rows[row].config) for row in args.rows],
+                     args.image_size or 256, args.repeats)
 
 
 def main(argv=None):

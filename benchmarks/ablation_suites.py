@@ -72,6 +72,12 @@ def _aux_losses_rows() -> dict:
                    'ATSS aux heads on strides 4, 8 (backbone + memory) and 16, 32, 64 (memory)'),
         'shallow': Row(folder.format('aux-shallow'),
                        'ATSS aux heads on strides 4 and 8 only (backbone layer1/2 + memory)'),
+        'shallow-light': Row(folder.format('aux-shallow-light'),
+                             'shallow with a 32-channel ATSS tower instead of 128'),
+        'stride8': Row(folder.format('aux-stride8'),
+                       'an ATSS aux head on stride 8 only (backbone layer2 + memory)'),
+        'stride8-light': Row(folder.format('aux-stride8-light'),
+                             'stride8 with a 32-channel ATSS tower instead of 128'),
         'deep': Row(folder.format('aux-deep'),
                     "ATSS aux heads on the memory's strides 16, 32, 64 only (Co-DETR's)"),
         'positive-queries': Row(

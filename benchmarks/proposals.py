@@ -25,8 +25,8 @@ import json
 import os.path as osp
 import sys
 
-from training_runs import (REPO_ROOT, mean_std, metrics_records, print_table, run_in_parallel,
-                           run_tool, step_times_ms, synthetic_config, synthetic_data_root,
+from training_runs import (REPO_ROOT, mean_std, metrics_records, print_step_times, print_table,
+                           run_in_parallel, run_tool, synthetic_config, synthetic_data_root,
                            train)
 
 sys.path.insert(0, REPO_ROOT)
@@ -135,10 +135,9 @@ def table(args):
 
 def step_times(args):
     """Median ms of a training step per row (``training_runs.step_times_ms``)."""
-    times = step_times_ms([osp.join(CONFIGS, ROWS[row][0]) for row in args.rows],
-                          args.image_size, args.repeats)
-    print_table(['first stage', 'step ms', f'ratio to {args.rows[0]}'],
-                [[ROWS[r][1], f'{t:.1f}', f'{t / times[0]:.2f}'] for r, t in zip(args.rows, times)])
+    print_step_times([ROWS[row][1] for row in args.rows],
+                     [osp.join(CONFIGS, ROWS[row][0]) for row in args.rows],
+                     args.image_size, args.repeats, label='first stage')
 
 
 def main(argv=None):

@@ -161,3 +161,12 @@ def step_times_ms(configs: Sequence[str], image_size: int, repeats: int,
             optimizer.step()
         steps.append(step)
     return median_ms(steps, repeats=repeats, warmup=3, device='cpu')
+
+
+def print_step_times(names: Sequence[str], configs: Sequence[str], image_size: int,
+                     repeats: int, label: str = 'row') -> None:
+    """:func:`step_times_ms` of ``configs`` as a table: one row per name, its median ms
+    and its ratio to the first."""
+    times = step_times_ms(configs, image_size, repeats)
+    print_table([label, 'step ms', f'ratio to {names[0]}'],
+                [[name, f'{t:.1f}', f'{t / times[0]:.2f}'] for name, t in zip(names, times)])

@@ -64,7 +64,8 @@ class EncoderAuxHeads(BaseModule):
         head (dict | list[dict], optional): the dense head(s) (any mmdet dense head
             with ``loss(x, batch_data_samples)``); ``num_classes``, ``in_channels`` and
             ``feat_channels`` default to the detector's, and the prior strides are set
-            to ``levels``. None: :data:`DEFAULT_HEAD` (ATSS).
+            to ``levels``. None: :data:`DEFAULT_HEAD` (ATSS); a dict without ``type``
+            updates it, e.g. ``dict(feat_channels=32)`` for a narrower ATSS head.
         num_groups (int): GroupNorm groups of the extra levels' laterals. Default 32.
         positive_queries (dict, optional): Co-DETR's customised positive queries: each
             head's positive anchors also become training-only decoder queries
@@ -108,9 +109,10 @@ class EncoderAuxHeads(BaseModule):
                                                     **positive_queries)
 
     def _head_cfg(self, cfg: dict, embed_dims: int, num_classes: int) -> dict:
-        """``cfg`` with the detector's classes and width as defaults and the prior
-        strides set to ``levels``."""
-        cfg = copy.deepcopy(dict(cfg))
+        """``cfg`` (or DEFAULT_HEAD updated by it when it names no type) with the
+        detector's classes and width as defaults and the prior strides set to
+        ``levels``."""
+        cfg = copy.deepcopy(dict(cfg) if 'type' in cfg else dict(DEFAULT_HEAD, **cfg))
         for key, value in (('num_classes', num_classes), ('in_channels', embed_dims),
                            ('feat_channels', embed_dims)):
             cfg.setdefault(key, value)

@@ -69,6 +69,16 @@ def test_several_heads_get_numbered_losses():
     assert {'loss_aux0_cls', 'loss_aux1_cls', 'loss_aux1_bbox'} <= set(losses)
 
 
+def test_a_head_without_type_updates_the_default_atss_head():
+    narrow = dict(feat_channels=8, norm_cfg=dict(type='GN', num_groups=4))
+    model, losses = losses_of(tiny_ours(levels=(4, 8), head=narrow))
+    head = model.aux_head.heads[0]
+    assert type(head).__name__ == 'ATSSHead' and head.feat_channels == 8
+    assert head.atss_cls.in_channels == 8 and head.cls_convs[0].gn.num_groups == 4
+    assert head.cls_convs[0].conv.in_channels == model.embed_dims
+    assert AUX_KEYS <= set(losses)
+
+
 def test_summed_losses_refuse_level_weights():
     # FCOS's loss_by_feat returns losses summed over levels
     fcos = dict(type='FCOSHead', regress_ranges=((-1, 64), (64, 1e8)))
