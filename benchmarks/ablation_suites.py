@@ -72,8 +72,6 @@ def _aux_losses_rows() -> dict:
                    'ATSS aux heads on strides 4, 8 (backbone + memory) and 16, 32, 64 (memory)'),
         'shallow': Row(folder.format('aux-shallow'),
                        'ATSS aux heads on strides 4 and 8 only (backbone layer1/2 + memory)'),
-        'shallow-light': Row(folder.format('aux-shallow-light'),
-                             'shallow with a 32-channel ATSS tower instead of 128'),
         'stride8': Row(folder.format('aux-stride8'),
                        'an ATSS aux head on stride 8 only (backbone layer2 + memory)'),
         'stride8-light': Row(folder.format('aux-stride8-light'),
@@ -109,7 +107,7 @@ SUITES = {
                                        'distill-all'),
                          epochs=12, lr_steps=(0.8,)),
     'aux_losses': dict(rows=_aux_losses_rows(),
-                       default_rows=('none', 'all', 'shallow', 'deep', 'positive-queries',
-                                     'curriculum', 'hybrid'),
+                       default_rows=('none', 'all', 'shallow', 'stride8', 'stride8-light',
+                                     'deep', 'positive-queries', 'curriculum', 'hybrid'),
                        epochs=16, lr_steps=(0.8,)),
 }

@@ -45,6 +45,9 @@ ROWS = {  # name: (config, what the first stage is)
                     'Cascade R-CNN, RPNHead, 1,000 proposals'),
     'cascade-o2o': ('cascade-rcnn-encoder-rpn_r18-tiny_fpn_1xb4-12e_synthetic.py',
                     'Cascade R-CNN, EncoderRPNHead one-to-one, 300 proposals'),
+    'cascade-o2m': ('cascade-rcnn-encoder-rpn-o2m_r18-tiny_fpn_1xb4-12e_synthetic.py',
+                    'Cascade R-CNN, EncoderRPNHead one-to-many matching (x3) + NMS, '
+                    '300 proposals'),
 }
 PROPOSALS_EVALUATED = 1000
 RECALL = {  # column: (evaluator prefix, CocoMetric item); CocoMetric names its items
