@@ -30,7 +30,10 @@ the same weights it computes the same numbers. Differences:
   training-only dense heads on the encoder memory (:mod:`.aux_detr`); off by default;
 - ``hybrid_matching`` (two-stage, e.g. ``dict(num_queries=150, gt_repeats=5)``) adds
   a training-only one-to-many query group (H-DETR,
-  :mod:`~deform_ext.models.layers.hybrid_matching`); off by default.
+  :mod:`~deform_ext.models.layers.hybrid_matching`); off by default;
+- ``denoising`` (two-stage, e.g. ``dict(num_dn_queries=100)``) adds DINO's
+  training-only contrastive denoising queries
+  (:mod:`~deform_ext.models.layers.denoising`); off by default.
 """
 import math
 from typing import Dict, List, Optional, Tuple, Union
@@ -43,6 +46,7 @@ from torch import Tensor, nn
 
 from deform_ext.registry import MODELS, build_in_scope
 from ..layers.deformable_detr_layers import DeformableDecoder, DeformableEncoder
+from ..layers.denoising import Denoising, DenoisingQueries
 from ..layers.encoder_proposals import encoder_tokens, top_k_tokens
 from ..layers.hybrid_matching import HybridMatching, group_self_attn_mask
 from ..layers.ms_deform_attn import MSDeformAttn
@@ -68,6 +72,11 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
             one-to-many query group, ``dict(num_queries, gt_repeats, loss_weight)``
             (:class:`~deform_ext.models.layers.hybrid_matching.HybridMatching`).
             None: off.
+        denoising (dict, optional): two-stage only; DINO's training-only contrastive
+            denoising queries, ``dict(num_dn_queries, label_noise_scale,
+            box_noise_scale, loss_weight)``
+            (:class:`~deform_ext.models.layers.denoising.Denoising`); not with
+            ``hybrid_matching``. None: off.
 
     Shapes: images (bs, 3, H, W) in; per image up to ``test_cfg.max_per_img``
     boxes out; internally queries are (bs, num_queries, embed_dims).
@@ -75,13 +84,14 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
 
     def __init__(self, *args, offset_loss: Optional[dict] = None,
                  channels_last: bool = False, hybrid_matching: Optional[dict] = None,
-                 **kwargs) -> None:
+                 denoising: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.hybrid_matching = (HybridMatching.from_config(hybrid_matching)
                                 if hybrid_matching is not None else None)
         if self.hybrid_matching is not None and not self.as_two_stage:
             raise ValueError('hybrid_matching needs as_two_stage=True (its queries are '
                              'encoder proposals)')
+        self.dn_queries = self._denoising_queries(denoising) if denoising is not None else None
         self.offset_loss = (build_in_scope(MODELS, offset_loss)
                             if offset_loss is not None else None)
         self.channels_last = channels_last
@@ -91,6 +101,17 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
             self.backbone.to(memory_format=torch.channels_last)
             if self.with_neck:
                 self.neck.to(memory_format=torch.channels_last)
+
+    def _denoising_queries(self, denoising: dict) -> DenoisingQueries:
+        if not self.as_two_stage:
+            raise ValueError('denoising needs as_two_stage=True (its queries are built as '
+                             "the encoder proposals' are)")
+        if self.hybrid_matching is not None:
+            raise ValueError('denoising and hybrid_matching together are not supported: '
+                             'choose one training-only query group')
+        return DenoisingQueries(Denoising.from_config(denoising),
+                                num_classes=self.bbox_head.num_classes,
+                                embed_dims=self.embed_dims)
 
     def extract_feat(self, batch_inputs: Tensor):
         """Multi-level features of images (bs, 3, H, W), as mmdet's; the images go
@@ -121,14 +142,31 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
         else:
             self.reference_points_fc = nn.Linear(self.embed_dims, 2)
 
+    def forward_transformer(self, img_feats: Tuple[Tensor],
+                            batch_data_samples: Optional[SampleList] = None) -> Dict:
+        """mmdet's transformer pass (encoder, queries, decoder) → the head's inputs,
+        with the batch also reaching ``pre_decoder`` (denoising queries are made from
+        its ground truth)."""
+        encoder_inputs, decoder_inputs = self.pre_transformer(img_feats, batch_data_samples)
+        encoder_outputs = self.forward_encoder(**encoder_inputs)
+        queries, head_inputs = self.pre_decoder(**encoder_outputs,
+                                                batch_data_samples=batch_data_samples)
+        decoder_inputs.update(queries)
+        head_inputs.update(self.forward_decoder(**decoder_inputs))
+        return head_inputs
+
     def pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor],
-                    spatial_shapes: Tensor) -> Tuple[Dict, Dict]:
+                    spatial_shapes: Tensor,
+                    batch_data_samples: Optional[SampleList] = None) -> Tuple[Dict, Dict]:
         """Decoder queries from the encoder memory (bs, n, dim), as mmdet's; two-stage
         takes the top ``min(num_queries, n)`` encoder proposals (see
         :mod:`~deform_ext.models.layers.encoder_proposals`). With ``hybrid_matching``
         while training, the one-to-many group's proposals follow (the queries are
         (bs, num_queries + hybrid num_queries, dim) at most), with the decoder's
-        ``self_attn_mask`` between the groups and the head's ``hybrid`` settings."""
+        ``self_attn_mask`` between the groups and the head's ``hybrid`` settings.
+        With ``denoising`` while training, the denoising queries of
+        ``batch_data_samples``' ground truth come first, with their mask and the
+        head's ``dn_meta``."""
         if not self.as_two_stage:
             return super().pre_decoder(memory, memory_mask, spatial_shapes)
         layer = self.decoder.num_layers  # the head's extra branch pair scores proposals
@@ -158,7 +196,27 @@ class DeformDETR(EncoderAuxMixin, DeformableDETR):
         if hybrid is not None:
             decoder_inputs_dict['self_attn_mask'] = self_attn_mask
             head_inputs_dict['hybrid'] = hybrid_inputs
+        if self.dn_queries is not None and self.training:
+            head_inputs_dict['dn_meta'] = self._prepend_denoising_queries(
+                decoder_inputs_dict, batch_data_samples)
         return decoder_inputs_dict, head_inputs_dict
+
+    def _prepend_denoising_queries(self, decoder_inputs: Dict,
+                                   batch_data_samples: SampleList) -> Dict:
+        """Puts the n denoising queries in front of the m in ``decoder_inputs``
+        (``query``, ``query_pos`` (bs, n + m, dim), ``reference_points`` (bs, n + m, 4))
+        and sets its ``self_attn_mask`` (n + m, n + m); returns the head's ``dn_meta``.
+        Position embeddings come from the noised boxes as the proposals' do; contents
+        are the noised labels' embeddings."""
+        labels, boxes, mask, dn_meta = self.dn_queries(batch_data_samples,
+                                                       decoder_inputs['query'].shape[1])
+        pos_trans_out = self.pos_trans_norm(self.pos_trans_fc(self.get_proposal_pos_embed(boxes)))
+        query_pos = pos_trans_out[..., :self.embed_dims]
+        for key, denoising in (('query', labels), ('query_pos', query_pos),
+                               ('reference_points', boxes.sigmoid())):
+            decoder_inputs[key] = torch.cat([denoising, decoder_inputs[key]], 1)
+        decoder_inputs['self_attn_mask'] = mask
+        return dn_meta
 
     def forward_decoder(self, query: Tensor, query_pos: Tensor, memory: Tensor,
                         memory_mask: Optional[Tensor], reference_points: Tensor,
