@@ -52,6 +52,8 @@ from ..layers.hybrid_matching import HybridMatching, group_self_attn_mask
 from ..layers.ms_deform_attn import MSDeformAttn
 from .aux_detr import EncoderAuxMixin
 
+DENOISING_PREFIX = 'dn_queries.'  # the state-dict keys of the denoising label embedding
+
 
 @MODELS.register_module()
 class DeformDETR(EncoderAuxMixin, DeformableDETR):

@@ -108,11 +108,22 @@ def test_stripped_checkpoint_is_the_plain_detectors(tmp_path):
     assert not aux.load_state_dict(load_from_local(src)['state_dict'], strict=True).missing_keys
 
 
+def test_stripped_checkpoint_drops_the_denoising_embedding_too(tmp_path):
+    cfg = tiny_ours('deformable-detr-refine-twostage')
+    plain = build_model(cfg)
+    trained = build_model(dict(cfg, aux_head=aux_head(LEVELS), denoising=dict(num_dn_queries=10)))
+    src, dst = str(tmp_path / 'trained.pth'), str(tmp_path / 'stripped.pth')
+    torch.save(dict(state_dict=trained.state_dict()), src)
+    strip_aux_heads.main([src, dst])
+    result = plain.load_state_dict(load_from_local(dst)['state_dict'], strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
 def test_strip_refuses_a_checkpoint_without_heads(tmp_path):
     plain, _ = CASES['DeformDETR']()
     src = str(tmp_path / 'plain.pth')
     torch.save(dict(state_dict=plain.state_dict()), src)
-    with pytest.raises(SystemExit, match='plain.pth: no aux_head.. keys'):
+    with pytest.raises(SystemExit, match=r'plain.pth: no aux_head.\* or dn_queries.\* keys'):
         strip_aux_heads.main([src, str(tmp_path / 'out.pth')])
     with pytest.raises(SystemExit, match='missing.pth: no such file'):
         strip_aux_heads.main([str(tmp_path / 'missing.pth'), str(tmp_path / 'out.pth')])
