@@ -9,7 +9,7 @@ PY := $(CURDIR)/.venv/bin/python
 endif
 
 DATA_DIR ?= data/synthetic_coco
-DEMO_CONFIG ?= configs/demo/deformable-detr-refine-twostage-aux-copypaste_r18-tiny_1xb4-12e_synthetic.py
+DEMO_CONFIG ?= configs/demo/deformable-detr-refine-twostage-aux-copypaste-dn-ms-bf16_r18-tiny_1xb4-20e_synthetic.py
 DEMO_WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 
