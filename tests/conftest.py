@@ -11,6 +11,15 @@ DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
                        'deformable-detr-refine-twostage_r18-tiny_1xb4-16e_synthetic.py')
 
 
+def make_demo_config() -> str:
+    """The config `make demo` trains (the Makefile's DEMO_CONFIG)."""
+    with open(osp.join(REPO_ROOT, 'Makefile')) as f:
+        for line in f:
+            if line.startswith('DEMO_CONFIG ?='):
+                return osp.join(REPO_ROOT, line.split('?=')[1].strip())
+    raise LookupError('Makefile: no DEMO_CONFIG line')
+
+
 @pytest.fixture(scope='session')
 def repo_root():
     return REPO_ROOT

@@ -1,5 +1,6 @@
-"""End to end through the tools: a shortened demo (train, evaluate, draw), resume,
-tools/test.py, and a 2-process run of tools/dist_train.sh on CPU."""
+"""End to end through the tools: a shortened demo (train, evaluate, draw), the
+`make demo` recipe for a few iterations, resume, tools/test.py, and a 2-process run of
+tools/dist_train.sh on CPU."""
 import glob
 import json
 import re
@@ -9,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.conftest import DEMO_CONFIG, run_tool, tiny_training_options
+from tests.conftest import DEMO_CONFIG, make_demo_config, run_tool, tiny_training_options
 from tests.fixtures.dist_probe import load_checkpoint_file
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,25 @@ def test_short_demo_trains_evaluates_and_draws(trained):
     assert len(evaluated) == 1 and 0.0 <= evaluated[0]['coco/bbox_mAP'] <= 1.0
     assert checkpoint_meta(osp.join(work_dir, 'epoch_1.pth'))['iter'] == 4
     assert glob.glob(osp.join(work_dir, '2*_*', 'vis_data', 'vis_image', '*.png'))
+
+
+def test_make_demo_recipe_trains_with_its_tricks(tiny_coco, tmp_path):
+    """The Makefile's recipe, shrunk to 4 iterations, trains and evaluates: its
+    denoising and auxiliary losses are logged at every iteration, and the run's config
+    has its bf16 autocast wrapper and multi-scale batches."""
+    work_dir = str(tmp_path / 'recipe')
+    root = tiny_coco.rstrip('/') + '/'
+    run_tool([sys.executable, 'tools/train.py', make_demo_config(), '--work-dir', work_dir,
+              '--cfg-options', *tiny_training_options(tiny_coco, max_epochs=1),
+              f'train_dataloader.dataset.pipeline.4.data_root={root}'])
+    records = scalars(work_dir)
+    losses = [r for r in records if 'loss' in r]
+    assert len(losses) == 4
+    assert all('dn_loss_cls' in r and any(k.startswith('loss_aux') for k in r) for r in losses)
+    evaluated = [r for r in records if 'coco/bbox_mAP' in r]
+    assert len(evaluated) == 1
+    log = open(glob.glob(osp.join(work_dir, '2*_*', '2*_*.log'))[0]).read()
+    assert 'AutocastOptimWrapper' in log and 'BatchSyncRandomResize' in log
 
 
 def shown(value: float) -> str:
