@@ -20,10 +20,7 @@ model = dict(
 optim_wrapper = dict(type='deform_ext.AutocastOptimWrapper', dtype='bfloat16')
 
 max_epochs = 20
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[17], gamma=0.1)
-]
+param_scheduler = [_base_.param_scheduler[0],  # the same warmup; the lr drop at epoch 17
+                   dict(_base_.param_scheduler[1], end=max_epochs, milestones=[17])]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 default_hooks = dict(checkpoint=dict(interval=10), visualization=dict(interval=10))

@@ -61,7 +61,8 @@ def test_make_demo_recipe_trains_with_its_tricks(tiny_coco, tmp_path):
     assert all('dn_loss_cls' in r and any(k.startswith('loss_aux') for k in r) for r in losses)
     evaluated = [r for r in records if 'coco/bbox_mAP' in r]
     assert len(evaluated) == 1
-    log = open(glob.glob(osp.join(work_dir, '2*_*', '2*_*.log'))[0]).read()
+    with open(glob.glob(osp.join(work_dir, '2*_*', '2*_*.log'))[0]) as f:
+        log = f.read()
     assert 'AutocastOptimWrapper' in log and 'BatchSyncRandomResize' in log
 
 

@@ -57,8 +57,8 @@ def main(argv=None):
         raise SystemExit(f'{args.src}: {err.args[0]}') from err
     removed = len(checkpoint.get('state_dict', checkpoint)) - len(stripped['state_dict'])
     torch.save(stripped, args.dst)
-    print(f'removed {removed} training-only tensors ({AUX_PREFIX}*, {DENOISING_PREFIX}*); wrote {len(stripped["state_dict"])} '
-          f'to {args.dst}')
+    print(f'removed {removed} training-only tensors ({AUX_PREFIX}*, {DENOISING_PREFIX}*); '
+          f'wrote {len(stripped["state_dict"])} to {args.dst}')
 
 
 if __name__ == '__main__':

@@ -5,12 +5,13 @@ own weights are the plain model's, bad settings are errors."""
 import pytest
 import torch
 
+from deform_ext.models.detectors.deform_detr import DENOISING_PREFIX
 from deform_ext.models.layers.denoising import Denoising, DenoisingQueries
 from deform_ext.testing import build_model, demo_batch, tiny_deformable_detr_cfg, total_loss
 
 DENOISING = dict(num_dn_queries=12, label_noise_scale=0.5, box_noise_scale=0.4,
                  loss_weight=0.5)
-LABEL_EMBEDDING = 'dn_queries.label_embedding.weight'
+LABEL_EMBEDDING = DENOISING_PREFIX + 'label_embedding.weight'
 
 
 def deterministic_two_stage_cfg():
