@@ -23,8 +23,9 @@ training process's peak resident set (``ru_maxrss``; dataloader workers not
 included), the largest over resumed attempts. Those come from runs trained two at a
 time on a shared machine; ``--step-time`` compares the rows' models fairly instead: one
 training step of each row's model in this process, one thread, the rows taking turns on
-one random batch of 4 images (``training_runs.step_times_ms``), median ms and the ratio
-to the first row. Only the model's step is timed, so rows that differ in their data
+one random batch of 4 images, each with its config's own optim wrapper (optimizer,
+clipping, autocast; ``training_runs.step_times_ms``), median ms and the ratio to the
+first row. Only the model's step is timed, so rows that differ in their data
 (pipeline, sampler, ``--cfg-options``) are refused there.
 """
 import argparse

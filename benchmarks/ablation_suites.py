@@ -97,6 +97,17 @@ def _aux_losses_rows() -> dict:
     }
 
 
+def _demo_rows() -> dict:
+    demo = 'configs/demo/deformable-detr-refine-twostage-aux-copypaste'
+    return {
+        'earlier': Row(f'{demo}_r18-tiny_1xb4-12e_synthetic.py',
+                       'the earlier make demo recipe: stride-8 level, aux heads, Copy-Paste'),
+        'recipe': Row(f'{demo}-dn-ms-bf16_r18-tiny_1xb4-20e_synthetic.py',
+                      'the make demo recipe: the earlier one + denoising queries, '
+                      'multi-scale batches, bf16 autocast'),
+    }
+
+
 SUITES = {
     'copy_paste': dict(rows=_copy_paste_rows(),
                        default_rows=('baseline', 'boxes', 'masks', 'mmdet'),
@@ -110,4 +121,6 @@ SUITES = {
                        default_rows=('none', 'all', 'shallow', 'stride8', 'stride8-light',
                                      'deep', 'positive-queries', 'curriculum', 'hybrid'),
                        epochs=16, lr_steps=(0.8,)),
+    'demo': dict(rows=_demo_rows(), default_rows=('earlier', 'recipe'),
+                 epochs=20, lr_steps=(0.85,)),
 }

@@ -137,10 +137,15 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def step_times_ms(configs: Sequence[str], image_size: int, repeats: int,
                   objects_per_image: int = 6) -> List[float]:
-    """Median ms of one training step (forward, backward, AdamW) of each config's model,
-    one thread, in this process, the models taking turns on one random batch of 4
-    images (``image_size``², ``objects_per_image`` boxes each)."""
+    """Median ms of one training step (forward, backward, the config's own
+    ``optim_wrapper`` step: its optimizer, gradient clipping and autocast, e.g. the bf16
+    of ``deform_ext.AutocastOptimWrapper``) of each config's model, one thread, in this
+    process, the models taking turns on one random batch of 4 images
+    (``image_size``², ``objects_per_image`` boxes each; without the data
+    preprocessor's batch augments, e.g. multi-scale resizing)."""
     import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
 
     from bench_utils import median_ms
 
@@ -149,16 +154,18 @@ def step_times_ms(configs: Sequence[str], image_size: int, repeats: int,
     steps = []
     for path in configs:
         cfg = Config.fromfile(path)
-        model = build_model(without_init_cfg(cfg.model.to_dict()), scope=cfg.default_scope)
+        model_cfg = without_init_cfg(cfg.model.to_dict())
+        model_cfg['data_preprocessor'].pop('batch_augments', None)  # one batch for all
+        model = build_model(model_cfg, scope=cfg.default_scope)
         batch = demo_batch(model, image_shapes=[(3, image_size, image_size)] * 4,
                            num_items=[objects_per_image] * 4)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
 
-        def step(model=model, batch=batch, optimizer=optimizer):
-            total, _ = model.parse_losses(model(**batch, mode='loss'))
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
+        def step(model=model, batch=batch, optim_wrapper=optim_wrapper):
+            with optim_wrapper.optim_context(model):
+                total, _ = model.parse_losses(model(**batch, mode='loss'))
+            optim_wrapper.update_params(total)
         steps.append(step)
     return median_ms(steps, repeats=repeats, warmup=3, device='cpu')
 

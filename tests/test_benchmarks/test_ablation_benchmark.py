@@ -63,6 +63,14 @@ def test_step_time_prints_each_row_and_its_ratio_and_refuses_teacher_and_option_
     assert result.returncode != 0 and "rows ['os2-c3'] change their config" in result.stderr
 
 
+def test_step_time_takes_a_recipe_with_autocast_and_batch_augments():
+    """The demo suite's recipe row has bf16 autocast in its optim_wrapper and
+    multi-scale batch augments in its data preprocessor: both rows are timed."""
+    out = run('demo', '--step-time', '--repeats', '1', '--image-size', '64')
+    assert re.search(r'^\| earlier \| \d+\.\d \| 1\.00 \|$', out, re.M), out
+    assert re.search(r'^\| recipe \| \d+\.\d \| \d+\.\d\d \|$', out, re.M), out
+
+
 def test_a_distilled_row_trains_its_teacher_first_and_once(tiny_coco, tmp_path):
     args = ['distillation', '--rows', 'distill-all', '--epochs', '1', '--seeds', '0', '1',
             '--jobs', '2', '--data-root', tiny_coco, '--work-dir', str(tmp_path)]
