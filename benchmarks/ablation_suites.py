@@ -48,7 +48,9 @@ def _distillation_rows() -> dict:
                'model.teacher_ckpt={checkpoint[teacher]}')
     losses = dict(match='matched-query class KL + box L1/GIoU',
                   extra_targets='teacher boxes above 0.3 as extra targets',
-                  feature='stride-32 feature imitation (1x1 adapter)')
+                  feature='stride-32 feature imitation (1x1 adapter)',
+                  memory='encoder memory imitation, every level (linear adapter)',
+                  proposals="the teacher's per-token encoder proposals (objectness KL, box L1)")
     rows = {
         'teacher': Row(teacher_config, 'the student model trained 2N epochs with the demo '
                        "recipe's aux heads and Copy-Paste", epochs_scale=2, one_seed=True),
@@ -59,8 +61,12 @@ def _distillation_rows() -> dict:
         off = tuple(f'model.distill.{other}=None' for other in losses if other != name)
         rows[f'distill-{name}'] = Row(folder.format('distilled', 12), f'distilled: {what} only',
                                       teacher + off, needs=('teacher',))
-    rows['distill-all'] = Row(folder.format('distilled', 12), 'distilled: all three losses',
+    rows['distill-all'] = Row(folder.format('distilled', 12), 'distilled: all five losses',
                               teacher, needs=('teacher',))
+    decoder_side = tuple(f'model.distill.{name}=None' for name in ('memory', 'proposals'))
+    rows['distill-decoder'] = Row(folder.format('distilled', 12),
+                                  'distilled: match, extra_targets and feature (no encoder '
+                                  'losses)', teacher + decoder_side, needs=('teacher',))
     return rows
 
 
@@ -115,7 +121,8 @@ SUITES = {
     'distillation': dict(rows=_distillation_rows(),
                          default_rows=('teacher', 'student', 'student-2N', 'distill-match',
                                        'distill-extra_targets', 'distill-feature',
-                                       'distill-all'),
+                                       'distill-memory', 'distill-proposals',
+                                       'distill-decoder', 'distill-all'),
                          epochs=12, lr_steps=(0.8,)),
     'aux_losses': dict(rows=_aux_losses_rows(),
                        default_rows=('none', 'all', 'shallow', 'stride8', 'stride8-light',

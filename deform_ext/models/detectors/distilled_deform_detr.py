@@ -34,6 +34,8 @@ from torch import Tensor
 
 from deform_ext.registry import MODELS
 from ..distillation import DistillationLosses, build_teacher, teacher_outputs
+from ..distillation.encoder_outputs import encoder_memory, is_two_stage, proposal_tokens
+from ..distillation.losses import StudentOutputs
 from ..distillation.teacher import preprocessor_conversion
 from .captured_outputs import captured_outputs
 from .deform_detr import DeformDETR
@@ -48,8 +50,9 @@ class DistilledDeformDETR(DeformDETR):
     Args:
         teacher_cfg: the teacher's config file (its ``model``) or model dict.
         teacher_ckpt: the teacher's checkpoint file.
-        distill: the losses' options: ``match``, ``extra_targets``, ``feature``
-            (each a dict, None or absent: off; see DistillationLosses).
+        distill: the losses' options: ``match``, ``extra_targets``, ``feature``,
+            ``memory``, ``proposals`` (each a dict, None or absent: off; see
+            DistillationLosses; ``proposals`` needs a two-stage student and teacher).
         teacher_dtype: 'bfloat16' or 'float16' to run the teacher under autocast.
         *args, **kwargs: the student's, as :class:`DeformDETR`.
     """
@@ -63,6 +66,12 @@ class DistilledDeformDETR(DeformDETR):
         self.teacher_dtype = getattr(torch, teacher_dtype) if teacher_dtype else None
         self.distill_losses = DistillationLosses(
             self.embed_dims, teacher.embed_dims, **distill)
+        if self.distill_losses.proposals:
+            for who, detector in (('student', self), ('teacher', teacher)):
+                if not is_two_stage(detector):
+                    raise ValueError(f'distillation proposals: the {who} '
+                                     f'({type(detector).__name__}) is not two-stage, so it '
+                                     'scores no encoder tokens; drop distill.proposals')
 
     def _apply(self, fn, recurse=True):
         """Device and dtype moves reach the teacher too."""
@@ -86,13 +95,19 @@ class DistilledDeformDETR(DeformDETR):
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """The student's losses plus the distillation losses."""
-        # the neck's features and the head's per-layer (logits, boxes), as computed
+        # the neck's features, the encoder's memory and the head's per-layer (logits,
+        # boxes), as computed
         features = self.neck if self.with_neck else self.backbone
-        with captured_outputs(dict(features=features, head=self.bbox_head)) as captured:
+        modules = dict(features=features, encoder=self.encoder, head=self.bbox_head)
+        with captured_outputs(modules) as captured:
             losses = super().loss(batch_inputs, batch_data_samples)
         teacher = teacher_outputs(self.teacher, batch_inputs, batch_data_samples,
                                   self._teacher_input, self.teacher_dtype)
         logits, boxes = captured['head'].output
-        losses.update(self.distill_losses(logits[-1], boxes[-1], captured['features'].output,
-                                          teacher, batch_data_samples, self.bbox_head))
+        feature_maps = captured['features'].output
+        encoder = captured['encoder']
+        memory = encoder_memory(encoder.output, encoder.kwargs, feature_maps[-1])
+        tokens = proposal_tokens(self, memory) if self.distill_losses.proposals else None
+        student = StudentOutputs(logits[-1], boxes[-1], feature_maps, memory, tokens)
+        losses.update(self.distill_losses(student, teacher, batch_data_samples, self.bbox_head))
         return losses

@@ -12,26 +12,45 @@ each switched on by its config dict (None: off):
   one-to-one loss (Teach-DETR's auxiliary targets);
 - ``feature``: imitation of the teacher's neck feature at ``stride`` (the level the
   two share, e.g. DETR's C5 and a Deformable DETR's stride-32 level) through a
-  learned 1x1 adapter, mean squared error over the images' unpadded positions.
+  learned 1x1 adapter, mean squared error over the images' unpadded positions;
+- ``memory`` and ``proposals``: the encoder's, dense (:mod:`.encoder_losses`).
 """
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from .teacher import TeacherOutputs, class_probabilities
+from ..layers.encoder_proposals import EncoderTokens
+from .encoder_losses import MEMORY_DEFAULTS, PROPOSAL_DEFAULTS, memory_loss, proposal_losses
+from .encoder_outputs import EncoderMemory
+from .teacher import TeacherOutputs, binary_kl, class_probabilities
 
 MATCH_DEFAULTS = dict(weight=1.0, temperature=2.0, box_weight=1.0, cost_class=2.0,
                       cost_l1=5.0, cost_giou=2.0)
 EXTRA_TARGET_DEFAULTS = dict(weight=1.0, score_thr=0.5)
 FEATURE_DEFAULTS = dict(weight=1.0, stride=32)
+
+
+class StudentOutputs(NamedTuple):
+    """What the student computed in its own loss pass, for a batch of bs images.
+
+    logits, boxes: its last decoder layer, (bs, Ns, C) and (bs, Ns, 4) normalised
+        (cx, cy, w, h).
+    features: its neck outputs, each (bs, channels, h, w).
+    memory: its encoder output.
+    tokens: every encoder token as a proposal (when ``proposals`` is on), else None.
+    """
+    logits: Tensor
+    boxes: Tensor
+    features: Sequence[Tensor]
+    memory: EncoderMemory
+    tokens: Optional[EncoderTokens]
 
 
 def _options(given: Optional[dict], defaults: dict, name: str) -> Optional[dict]:
@@ -42,17 +61,6 @@ def _options(given: Optional[dict], defaults: dict, name: str) -> Optional[dict]
         raise ValueError(f'distillation {name}: unknown keys {sorted(unknown)}; '
                          f'known: {sorted(defaults)}')
     return dict(defaults, **given)
-
-
-def binary_kl(teacher: Tensor, student_logits: Tensor) -> Tensor:
-    """(n, C) teacher probabilities, (n, C) student logits -> (n,) sum over classes
-    of KL(Bernoulli(teacher) || Bernoulli(sigmoid(student_logits)))."""
-    eps = 1e-6
-    t = teacher.clamp(eps, 1 - eps)
-    log_s = F.logsigmoid(student_logits)
-    log_not_s = F.logsigmoid(-student_logits)
-    kl = t * (t.log() - log_s) + (1 - t) * ((1 - t).log() - log_not_s)
-    return kl.sum(-1)
 
 
 @torch.no_grad()
@@ -79,42 +87,53 @@ def match_queries(teacher_probs: Tensor, teacher_boxes: Tensor, student_logits: 
 
 
 class DistillationLosses(nn.Module):
-    """The switched-on losses (module docstring); holds the feature adapter.
+    """The switched-on losses (module docstring); holds the adapters.
 
     Args:
-        student_dims, teacher_dims: channels of the two necks' outputs.
-        match, extra_targets, feature: each loss's options (None: off); keys and
-            defaults in ``MATCH_DEFAULTS``, ``EXTRA_TARGET_DEFAULTS``,
-            ``FEATURE_DEFAULTS``.
+        student_dims, teacher_dims: channels of the two necks' and encoders' outputs.
+        match, extra_targets, feature, memory, proposals: each loss's options (None:
+            off); keys and defaults in ``MATCH_DEFAULTS``, ``EXTRA_TARGET_DEFAULTS``,
+            ``FEATURE_DEFAULTS``, ``MEMORY_DEFAULTS``, ``PROPOSAL_DEFAULTS``.
     """
 
     def __init__(self, student_dims: int, teacher_dims: int, match: Optional[dict] = None,
-                 extra_targets: Optional[dict] = None, feature: Optional[dict] = None):
+                 extra_targets: Optional[dict] = None, feature: Optional[dict] = None,
+                 memory: Optional[dict] = None, proposals: Optional[dict] = None):
         super().__init__()
         self.match = _options(match, MATCH_DEFAULTS, 'match')
         self.extra_targets = _options(extra_targets, EXTRA_TARGET_DEFAULTS, 'extra_targets')
         self.feature = _options(feature, FEATURE_DEFAULTS, 'feature')
-        if not (self.match or self.extra_targets or self.feature):
+        self.memory = _options(memory, MEMORY_DEFAULTS, 'memory')
+        self.proposals = _options(proposals, PROPOSAL_DEFAULTS, 'proposals')
+        if not (self.match or self.extra_targets or self.feature or self.memory
+                or self.proposals):
             raise ValueError('distillation: every loss is off; set at least one of match, '
-                             'extra_targets, feature')
+                             'extra_targets, feature, memory, proposals')
         # training only: dropped from saved checkpoints with the teacher
         self.adapter = nn.Conv2d(student_dims, teacher_dims, 1) if self.feature else None
+        self.memory_adapter = nn.Linear(student_dims, teacher_dims) if self.memory else None
 
-    def forward(self, student_logits: Tensor, student_boxes: Tensor,
-                student_features: Sequence[Tensor], teacher: TeacherOutputs,
-                samples: SampleList, head: nn.Module) -> Dict[str, Tensor]:
-        """Losses from the student's last decoder layer, logits (bs, Ns, C) and boxes
-        (bs, Ns, 4) normalised (cx, cy, w, h), its neck features, the teacher's
-        outputs, the batch's data samples and the student's head."""
+    def forward(self, student: StudentOutputs, teacher: TeacherOutputs, samples: SampleList,
+                head: nn.Module) -> Dict[str, Tensor]:
+        """The losses of the student's outputs against the teacher's, for the batch's
+        data samples; ``head`` is the student's (its one-to-one loss)."""
         losses = {}
         if self.match:
-            losses.update(self._match_losses(student_logits, student_boxes, teacher))
+            losses.update(self._match_losses(student.logits, student.boxes, teacher))
         if self.extra_targets:
-            losses.update(self._extra_target_losses(student_logits, student_boxes, teacher,
+            losses.update(self._extra_target_losses(student.logits, student.boxes, teacher,
                                                     samples, head))
         if self.feature:
             losses['loss_distill_feat'] = self.feature['weight'] * self._feature_loss(
-                student_features, teacher.features, samples)
+                student.features, teacher.features, samples)
+        if self.memory:
+            losses['loss_distill_memory'] = self.memory['weight'] * memory_loss(
+                self.memory_adapter, student.memory, teacher.memory)
+        if self.proposals:
+            cfg = self.proposals
+            kl, l1 = proposal_losses(student.tokens, teacher.tokens, cfg['temperature'])
+            losses['loss_distill_prop_cls'] = cfg['weight'] * kl
+            losses['loss_distill_prop_l1'] = cfg['weight'] * cfg['box_weight'] * l1
         return losses
 
     def _match_losses(self, logits, boxes, teacher) -> Dict[str, Tensor]:

@@ -8,12 +8,16 @@ The teacher is kept outside the student's module tree (see
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmdet.structures import SampleList
 from torch import Tensor, nn
 
 from deform_ext.registry import MODELS, build_in_scope
+from ..detectors.captured_outputs import captured_outputs
+from ..layers.encoder_proposals import EncoderTokens
+from .encoder_outputs import EncoderMemory, encoder_memory, is_two_stage, proposal_tokens
 
 
 class TeacherOutputs(NamedTuple):
@@ -27,12 +31,16 @@ class TeacherOutputs(NamedTuple):
     boxes: (bs, num_queries, 4) normalised (cx, cy, w, h).
     features: the teacher's neck outputs, each (bs, channels, h, w).
     sigmoid: whether ``logits`` are per-class sigmoid logits.
+    memory: the teacher's encoder output.
+    tokens: every encoder token as a proposal (two-stage teachers), else None.
     """
     probs: Tensor
     logits: Tensor
     boxes: Tensor
     features: Tuple[Tensor, ...]
     sigmoid: bool
+    memory: EncoderMemory
+    tokens: Optional[EncoderTokens]
 
 
 def build_teacher(teacher_cfg: Union[str, dict], teacher_ckpt: str) -> nn.Module:
@@ -101,22 +109,28 @@ def preprocessor_conversion(student: nn.Module, teacher: nn.Module
 def teacher_outputs(teacher: nn.Module, images: Tensor, samples: SampleList,
                     conversion: Optional[Tuple[Tensor, Tensor, bool]],
                     dtype: Optional[torch.dtype] = None) -> TeacherOutputs:
-    """The teacher's last decoder layer and neck features on the student's images
-    (bs, 3, H, W) (converted to the teacher's preprocessing), predict-style: no
-    loss, no denoising queries; under autocast to ``dtype`` when given."""
+    """The teacher's last decoder layer, neck features and encoder output on the
+    student's images (bs, 3, H, W) (converted to the teacher's preprocessing),
+    predict-style: no loss, no denoising queries; under autocast to ``dtype`` when
+    given."""
     if conversion is not None:
         scale, shift, flip = conversion
         images = (images.flip(1) if flip else images) * scale.to(images) + shift.to(images)
     autocast = torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None)
-    with autocast:
+    with autocast, captured_outputs(dict(encoder=teacher.encoder)) as captured:
         features = teacher.extract_feat(images)
         head_inputs = teacher.forward_transformer(features, samples)
         inputs = {key: head_inputs[key] for key in ('hidden_states', 'references')
                   if key in head_inputs}
         logits, boxes = teacher.bbox_head(**inputs)
+        encoder = captured['encoder']
+        memory = encoder_memory(encoder.output, encoder.kwargs, features[-1])
+        tokens = proposal_tokens(teacher, memory) if is_two_stage(teacher) else None
     logits, boxes = logits[-1].float(), boxes[-1].float()
     sigmoid = bool(teacher.bbox_head.loss_cls.use_sigmoid)
-    return TeacherOutputs(class_probabilities(logits, sigmoid, 1.0), logits, boxes, tuple(f.float() for f in features), sigmoid)
+    memory = memory._replace(memory=memory.memory.float())
+    return TeacherOutputs(class_probabilities(logits, sigmoid, 1.0), logits, boxes,
+                          tuple(f.float() for f in features), sigmoid, memory, tokens)
 
 
 def class_probabilities(logits: Tensor, sigmoid: bool, temperature: float) -> Tensor:
@@ -124,3 +138,13 @@ def class_probabilities(logits: Tensor, sigmoid: bool, temperature: float) -> Te
     logits = logits / temperature
     return logits.sigmoid() if sigmoid else logits.softmax(-1)[..., :-1]
 
+
+def binary_kl(teacher: Tensor, student_logits: Tensor) -> Tensor:
+    """(n, C) teacher probabilities, (n, C) student logits -> (n,) sum over classes
+    of KL(Bernoulli(teacher) || Bernoulli(sigmoid(student_logits)))."""
+    eps = 1e-6
+    t = teacher.clamp(eps, 1 - eps)
+    log_s = F.logsigmoid(student_logits)
+    log_not_s = F.logsigmoid(-student_logits)
+    kl = t * (t.log() - log_s) + (1 - t) * ((1 - t).log() - log_not_s)
+    return kl.sum(-1)

@@ -14,7 +14,8 @@ from deform_ext.testing import (build_model, demo_batch, get_config, mmdet_confi
 from deform_ext.testing.tiny_deformable_detr import tiny_deformable_detr_cfg
 
 NUM_CLASSES = 4
-ALL_LOSSES = dict(match=dict(), extra_targets=dict(score_thr=0.0), feature=dict(stride=32))
+ALL_LOSSES = dict(match=dict(), extra_targets=dict(score_thr=0.0), feature=dict(stride=32),
+                  memory=dict())
 
 
 def tiny_detr_cfg(embed_dims: int = 32, num_queries: int = 8) -> dict:
@@ -73,14 +74,14 @@ def test_teacher_is_outside_parameters_and_checkpoints(teacher_ckpt, tmp_path):
 
 @pytest.mark.parametrize('distill', [
     dict(match=dict()), dict(extra_targets=dict(score_thr=0.0)), dict(feature=dict()),
-    ALL_LOSSES], ids=['match', 'extra_targets', 'feature', 'all'])
+    dict(memory=dict()), ALL_LOSSES], ids=['match', 'extra_targets', 'feature', 'memory', 'all'])
 def test_each_loss_trains_every_student_parameter_and_no_teacher_one(teacher_ckpt, distill):
     model = build_model(distilled_cfg(teacher_ckpt, distill)).train()
     batch = demo_batch(model)
     losses = model.loss(batch['inputs'], batch['data_samples'])
     names = {'match': ('loss_distill_cls', 'loss_distill_l1', 'loss_distill_giou'),
              'extra_targets': ('loss_teacher_cls', 'loss_teacher_bbox', 'loss_teacher_iou'),
-             'feature': ('loss_distill_feat',)}
+             'feature': ('loss_distill_feat',), 'memory': ('loss_distill_memory',)}
     for key, expected in names.items():
         assert all((name in losses) == (key in distill) for name in expected), list(losses)
     distill_total = sum(v for k, v in losses.items()
@@ -174,6 +175,6 @@ def test_every_detr_family_teacher_distils(name, tmp_path):
     batch = demo_batch(model)
     losses = model.loss(batch['inputs'], batch['data_samples'])
     distilled = {k: v for k, v in losses.items() if k.startswith(('loss_distill', 'loss_teacher'))}
-    assert len(distilled) == 7 and all(torch.isfinite(v) for v in distilled.values())
+    assert len(distilled) == 8 and all(torch.isfinite(v) for v in distilled.values())
     model.parse_losses(losses)[0].backward()
     assert all(p.grad is None for p in model.teacher.parameters())
