@@ -8,7 +8,7 @@ from deform_ext.models.distillation.encoder_losses import memory_loss
 from deform_ext.models.distillation.encoder_outputs import EncoderMemory
 from deform_ext.testing import build_model, demo_batch
 from deform_ext.testing.tiny_deformable_detr import tiny_deformable_detr_cfg
-from test_distilled_deform_detr import NUM_CLASSES, distilled_cfg, tiny_detr_cfg
+from test_distilled_deform_detr import NUM_CLASSES, TEACHERS, distilled_cfg, tiny_detr_cfg
 
 ENCODER_LOSSES = dict(memory=dict(), proposals=dict())
 
@@ -109,3 +109,16 @@ def test_memory_imitation_skips_padding():
     teacher = EncoderMemory(torch.ones(1, 4, 4), torch.tensor([[2, 2]]), None)
     loss = memory_loss(torch.nn.Identity(), EncoderMemory(student, shapes, padding), teacher)
     assert float(loss) == pytest.approx(1.0)
+
+
+def test_proposals_from_an_mmdet_dino_teacher(tmp_path):
+    """mmdet's DINO scores its encoder tokens as ours do: its proposals teach ours."""
+    teacher_cfg = TEACHERS['DINO']()
+    teacher = build_model(teacher_cfg, seed=1, scope='mmdet')
+    torch.nn.init.normal_(teacher.bbox_head.reg_branches[-1][-1].weight, std=0.1)  # not 0
+    checkpoint = save_model(teacher, tmp_path / 'dino.pth')
+    model = build_model(distilled_cfg(checkpoint, ENCODER_LOSSES, teacher_cfg=teacher_cfg)).train()
+    losses, distilled = encoder_losses(model, demo_batch(model))
+    assert set(distilled) == {'loss_distill_memory', 'loss_distill_prop_cls',
+                              'loss_distill_prop_l1'}
+    assert all(torch.isfinite(v) and v > 0 for v in distilled.values())
