@@ -55,15 +55,22 @@ def results_path(args, row, seed):
     return osp.join(run_dir(args, row, seed), 'results.json')
 
 
+def first_seed(args) -> int:
+    """The seed of one-seed rows and of the checkpoints other rows learn from: the
+    lowest of ``--seeds``, whatever their order (``--seeds 2 0`` reuses seed 0's
+    teacher rather than training one with seed 2)."""
+    return min(args.seeds)
+
+
 class FirstSeedCheckpoint:
     """``{checkpoint[ROW]}`` in a row's options: the last checkpoint of ROW's run with
-    the first of ``--seeds`` (e.g. the teacher a distilled row learns from)."""
+    :func:`first_seed` (e.g. the teacher a distilled row learns from)."""
 
     def __init__(self, args):
         self.args = args
 
     def __getitem__(self, row):
-        seed = self.args.seeds[0]
+        seed = first_seed(self.args)
         pointer = osp.join(run_dir(self.args, row, seed), 'last_checkpoint')
         if not osp.exists(pointer):
             raise RuntimeError(f'row {row} (seed {seed}) has no checkpoint yet; train it first')
@@ -75,7 +82,7 @@ def row_epochs(args, row):
 
 
 def row_seeds(args, row):
-    return args.seeds[:1] if args.suite['rows'][row].one_seed else args.seeds
+    return [first_seed(args)] if args.suite['rows'][row].one_seed else args.seeds
 
 
 def train_options(args, seed, epochs):
@@ -138,7 +145,7 @@ def scheduled_runs(args):
                   key=lambda run: (run[0] not in needed, bool(rows[run[0]].needs),
                                    args.seeds.index(run[1])))
     for row in needed:
-        if osp.exists(results_path(args, row, args.seeds[0])):
+        if osp.exists(results_path(args, row, first_seed(args))):
             done[row].set()
 
     def task(threads, row, seed):
@@ -147,7 +154,7 @@ def scheduled_runs(args):
         try:
             benchmark_run(args, row, seed, threads)
         finally:
-            if row in done and seed == args.seeds[0]:
+            if row in done and seed == first_seed(args):
                 done[row].set()  # on failure too: the dependents then say why
 
     return [lambda threads, r=row, s=seed: task(threads, r, s) for row, seed in runs

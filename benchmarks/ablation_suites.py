@@ -6,10 +6,10 @@ DEMO_CONFIG = 'configs/demo/deformable-detr-refine-twostage_r18-tiny_1xb4-16e_sy
 
 
 class Row(NamedTuple):
-    """``options`` may name another row's checkpoint (its run with the first seed) as
+    """``options`` may name another row's checkpoint (its run with the lowest seed) as
     ``{checkpoint[ROW]}``; that row is then listed in ``needs`` and trained first.
     ``epochs_scale``: the row trains for that many times the suite's N epochs.
-    ``one_seed``: the first seed only."""
+    ``one_seed``: the lowest seed only."""
     config: str
     description: str
     options: Tuple[str, ...] = ()
