@@ -22,9 +22,10 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
 from mmdet.models.dense_heads import ATSSHead
+from mmdet.models.losses import QualityFocalLoss
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps, bbox_xyxy_to_cxcywh
 from mmdet.utils import reduce_mean
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
@@ -127,6 +128,18 @@ class PositiveQueries(BaseModule):
         return query, query_pos
 
 
+def class_targets(loss_cls: nn.Module, labels: Tensor, boxes: Tensor, targets: Tensor):
+    """What ``loss_cls`` takes as the targets of positive queries: the labels (P,), or
+    for an IoU-aware ``QualityFocalLoss`` the labels and each box's IoU with its target
+    (both (P, 4) normalised (cx, cy, w, h); the IoU does not depend on the image size
+    and carries no gradient), as mmdet's DETR heads give it."""
+    if not isinstance(loss_cls, QualityFocalLoss):
+        return labels
+    quality = bbox_overlaps(bbox_cxcywh_to_xyxy(boxes.detach()), bbox_cxcywh_to_xyxy(targets),
+                            is_aligned=True)
+    return labels, quality
+
+
 def positive_query_losses(bbox_head: nn.Module, cls_scores: Tensor, bbox_preds: Tensor,
                           batch: PositiveBatch, tag: str,
                           loss_weight: float) -> Dict[str, Tensor]:
@@ -152,7 +165,8 @@ def positive_query_losses(bbox_head: nn.Module, cls_scores: Tensor, bbox_preds: 
         boxes = bbox_preds[layer].flatten(0, 1)
         prefix = '' if layer == num_layers - 1 else f'd{layer}.'
         values = {
-            'cls': bbox_head.loss_cls(cls_scores[layer].reshape(-1, channels), labels,
+            'cls': bbox_head.loss_cls(cls_scores[layer].reshape(-1, channels),
+                                      class_targets(bbox_head.loss_cls, labels, boxes, targets),
                                       weights, avg_factor=avg_factor),
             'bbox': bbox_head.loss_bbox(boxes, targets, box_weights, avg_factor=avg_factor),
             # GIoU does not change when x and y are scaled: normalised boxes give the

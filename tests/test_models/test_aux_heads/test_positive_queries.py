@@ -88,6 +88,23 @@ def test_losses_vanish_at_the_targets_and_ignore_padding():
     assert torch.allclose(once['loss_pq_iou'], expected, atol=1e-5)
 
 
+def test_iou_aware_heads_learn_the_iou_as_class_target():
+    qfl = dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0)
+    cfg = tiny_ours('deformable-detr')
+    head = build_model(dict(cfg, bbox_head=dict(cfg['bbox_head'], loss_cls=qfl))).bbox_head
+    targets = torch.tensor([[[0.5, 0.5, 0.4, 0.2]]])
+    batch = fake_batch(targets, torch.ones(1, 1))
+    shifted = targets.clone()
+    shifted[..., 0] += 0.2  # IoU with the target: 0.2 x 0.2 / (2 x 0.08 - 0.04) = 1/3
+    logit = torch.logit(torch.tensor(1 / 3))
+    scores = torch.full((1, 1, 1, head.cls_out_channels), -20.0)
+    scores[..., 1] = logit  # class 1, the batch's label, scored at exactly the IoU
+    at_iou = positive_query_losses(head, scores, shifted[None], batch, 'pq', 1.0)
+    assert at_iou['loss_pq_cls'] < 1e-6
+    scores[..., 1] = 10.0  # certain, as a plain focal loss would have it
+    assert positive_query_losses(head, scores, shifted[None], batch, 'pq', 1.0)['loss_pq_cls'] > 0.1
+
+
 def pq_model(cfg, scope='deform_ext'):
     return build_model(cfg, scope=scope).train()
 
