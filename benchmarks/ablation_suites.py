@@ -108,8 +108,9 @@ def _demo_rows() -> dict:
     return {
         'earlier': Row(f'{demo}_r18-tiny_1xb4-12e_synthetic.py',
                        'the earlier make demo recipe: stride-8 level, aux heads, Copy-Paste'),
-        'recipe': Row(f'{demo}-dn30-ms-bf16-nodrop_r18-tiny_1xb4-23e_synthetic.py',
+        'recipe': Row(f'{demo}-dn30-qfl-ms-bf16-nodrop_r18-tiny_1xb4-21e_synthetic.py',
                       'the make demo recipe: the earlier one + 30 denoising queries, '
+                      'IoU-aware classification (QFL), offsets at the full lr, '
                       'multi-scale batches, bf16 autocast, no dropout'),
     }
 
