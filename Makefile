@@ -9,7 +9,7 @@ PY := $(CURDIR)/.venv/bin/python
 endif
 
 DATA_DIR ?= data/synthetic_coco
-DEMO_CONFIG ?= configs/demo/deformable-detr-refine-twostage-aux-copypaste-dn30-qfl-ms-bf16-nodrop_r18-tiny_1xb4-21e_synthetic.py
+DEMO_CONFIG ?= configs/demo/deformable-detr-refine-twostage-copypaste-dn30-qfl-ms-bf16-nodrop_r18-tiny_1xb4-26e_synthetic.py
 DEMO_WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 

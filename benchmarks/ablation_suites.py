@@ -104,14 +104,14 @@ def _aux_losses_rows() -> dict:
 
 
 def _demo_rows() -> dict:
-    demo = 'configs/demo/deformable-detr-refine-twostage-aux-copypaste'
+    demo = 'configs/demo/deformable-detr-refine-twostage'
     return {
-        'earlier': Row(f'{demo}_r18-tiny_1xb4-12e_synthetic.py',
+        'earlier': Row(f'{demo}-aux-copypaste_r18-tiny_1xb4-12e_synthetic.py',
                        'the earlier make demo recipe: stride-8 level, aux heads, Copy-Paste'),
-        'recipe': Row(f'{demo}-dn30-qfl-ms-bf16-nodrop_r18-tiny_1xb4-21e_synthetic.py',
-                      'the make demo recipe: the earlier one + 30 denoising queries, '
-                      'IoU-aware classification (QFL), offsets at the full lr, '
-                      'multi-scale batches, bf16 autocast, no dropout'),
+        'recipe': Row(f'{demo}-copypaste-dn30-qfl-ms-bf16-nodrop_r18-tiny_1xb4-26e_synthetic.py',
+                      'the make demo recipe: the earlier one without aux heads, + 30 '
+                      'denoising queries, IoU-aware classification (QFL), offsets at the '
+                      'full lr, multi-scale batches, bf16 autocast, no dropout'),
     }
 
 

@@ -48,8 +48,9 @@ def test_short_demo_trains_evaluates_and_draws(trained):
 
 def test_make_demo_recipe_trains_with_its_tricks(tiny_coco, tmp_path):
     """The Makefile's recipe, shrunk to 4 iterations, trains and evaluates: its
-    denoising and auxiliary losses are logged at every iteration, and the run's config
-    has its bf16 autocast wrapper and multi-scale batches."""
+    denoising losses are logged at every iteration (and no auxiliary head's: the recipe
+    has none), and the run's config has its bf16 autocast wrapper, multi-scale batches
+    and IoU-aware classification loss."""
     work_dir = str(tmp_path / 'recipe')
     root = tiny_coco.rstrip('/') + '/'
     run_tool([sys.executable, 'tools/train.py', make_demo_config(), '--work-dir', work_dir,
@@ -58,12 +59,14 @@ def test_make_demo_recipe_trains_with_its_tricks(tiny_coco, tmp_path):
     records = scalars(work_dir)
     losses = [r for r in records if 'loss' in r]
     assert len(losses) == 4
-    assert all('dn_loss_cls' in r and any(k.startswith('loss_aux') for k in r) for r in losses)
+    assert all('dn_loss_cls' in r and not any(k.startswith('loss_aux') for k in r)
+               for r in losses)
     evaluated = [r for r in records if 'coco/bbox_mAP' in r]
     assert len(evaluated) == 1
     with open(glob.glob(osp.join(work_dir, '2*_*', '2*_*.log'))[0]) as f:
         log = f.read()
-    assert 'AutocastOptimWrapper' in log and 'BatchSyncRandomResize' in log
+    assert all(name in log for name in ('AutocastOptimWrapper', 'BatchSyncRandomResize',
+                                        'QualityFocalLoss'))
 
 
 def shown(value: float) -> str:
